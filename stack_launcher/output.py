@@ -1,0 +1,60 @@
+"""What the user sees: one place decides colour, verbosity and where lines go.
+
+Plain text when not on a terminal or when NO_COLOR is set; rich is imported only when
+colour is actually wanted, which keeps start-up fast.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+
+class Output:
+    def __init__(self, verbose: bool = False, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.verbose = verbose
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.color = self.stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+        self._console = None
+
+    def _print(self, text: str, style: str = "") -> None:
+        if self.color and style:
+            if self._console is None:
+                from rich.console import Console
+
+                self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            self._console.print(f"[{style}]{escape(text)}[/]")
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def info(self, text: str) -> None:
+        """A line of what happened; hidden by --quiet."""
+        if not self.quiet:
+            self._print(text, "bold")
+
+    def detail(self, text: str) -> None:
+        """Only with --verbose: full commands (never values)."""
+        if self.verbose:
+            self._print(text, "dim")
+
+    def relay(self, line: str) -> None:
+        """A (masked) line of a subprocess's output, passed through as it is."""
+        if not self.quiet:
+            print(line, file=self.stream, flush=True)
+
+    def success(self, text: str) -> None:
+        if not self.quiet:
+            self._print(text, "green")
+
+    def warn(self, text: str) -> None:
+        self._print(f"warning: {text}", "yellow")
+
+    def error(self, text: str) -> None:
+        self._print(f"error: {text}", "bold red")
+
+    def result(self, text: str) -> None:
+        """Data the user asked for (dry-run, plan, doctor): stdout, even with --quiet."""
+        print(text, flush=True)
