@@ -55,6 +55,19 @@ class Output:
     def error(self, text: str) -> None:
         self._print(f"error: {text}", "bold red")
 
+    def status(self, text: str):
+        """A spinner while waiting, on a terminal; a plain line otherwise."""
+        import contextlib
+
+        if self.color and not self.quiet:
+            if self._console is None:
+                from rich.console import Console
+
+                self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+            return self._console.status(text)
+        self.info(text)
+        return contextlib.nullcontext()
+
     def result(self, text: str) -> None:
         """Data the user asked for (dry-run, plan, doctor): stdout, even with --quiet."""
         print(text, flush=True)

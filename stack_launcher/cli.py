@@ -1,0 +1,177 @@
+"""The command line: `up` (the default), `down`, `init`, `plan`, `doctor`, `migrate`.
+
+Each command takes its options after its name. Errors raised as LauncherError are printed
+as one line (plus a hint) with their exit code; no traceback ever reaches the user, and
+typer is told never to show local variables (they can hold secret values).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from . import __version__, errors
+from .errors import LauncherError
+from .output import Output
+from .settings import Environment, Profile, SecretsMode
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    help="Start the self-hosted AI stack with its secrets from Infisical.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+COMMANDS = {"up", "down", "init", "plan", "doctor", "migrate"}
+
+Verbose = Annotated[bool, typer.Option("--verbose", help="Show full commands (never secret values).")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="Only warnings and errors.")]
+ProjectDir = Annotated[Optional[Path], typer.Option("--project-dir", help="Folder every relative path is relative to [default: current directory].", file_okay=False)]
+ProjectName = Annotated[Optional[str], typer.Option("-p", "--project-name", help="Compose project name [default: COMPOSE_PROJECT_NAME, else localai].")]
+EnvFile = Annotated[str, typer.Option("--env-file", help="The base env file.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"start_services {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Start the self-hosted AI stack with its secrets from Infisical.
+
+    `python start_services.py --profile cpu` is the same as `python start_services.py up --profile cpu`.
+    """
+
+
+def parse_duration(text: str) -> timedelta:
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text or "")
+    if not m:
+        raise typer.BadParameter("use a number and a unit: 30m, 12h, 7d")
+    return timedelta(seconds=int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
+
+
+def _mode(skip: bool, require: bool, offline: bool) -> SecretsMode:
+    chosen = [name for name, on in (("--skip-infisical", skip), ("--require-infisical", require), ("--offline", offline)) if on]
+    if len(chosen) > 1:
+        raise LauncherError(f"{' and '.join(chosen)} cannot be used together", errors.USAGE)
+    if skip:
+        return SecretsMode.skip
+    if require:
+        return SecretsMode.require
+    if offline:
+        return SecretsMode.offline
+    return SecretsMode.fresh
+
+
+def up_or_plan(
+    ctx: typer.Context,
+    profile: Annotated[Profile, typer.Option("--profile", help="Compose profile; `none` means no profile at all.")] = Profile.cpu,
+    environment: Annotated[Environment, typer.Option("--environment", help="Adds docker-compose.override.<environment>.yml when it exists.")] = Environment.private,
+    skip_infisical: Annotated[bool, typer.Option("--skip-infisical", help="Don't call Infisical: .env only.")] = False,
+    require_infisical: Annotated[bool, typer.Option("--require-infisical", help="Fail (exit 3) instead of falling back.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Don't call Infisical: use the last good export (exit 3 if none).")] = False,
+    max_stale: Annotated[str, typer.Option("--max-stale", help="Oldest last good export to use: 30m, 12h, 7d.")] = "7d",
+    infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment [default: INFISICAL_ENVIRONMENT, else .infisical.json, else dev].")] = None,
+    infisical_path: Annotated[Optional[str], typer.Option("--infisical-path", help="Secret folder [default: INFISICAL_SECRET_PATH, else /].")] = None,
+    project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id [default: INFISICAL_PROJECT_ID].")] = None,
+    infisical_timeout: Annotated[float, typer.Option("--infisical-timeout", min=1, help="Seconds for each Infisical CLI call.")] = 30.0,
+    infisical_start_timeout: Annotated[float, typer.Option("--infisical-start-timeout", min=1, help="Seconds to wait for the local Infisical to be healthy.")] = 180.0,
+    file: Annotated[Optional[List[str]], typer.Option("-f", "--file", help="Compose file, repeatable [default: docker-compose.yml].")] = None,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    output: Annotated[str, typer.Option("--output", help="The exported file.")] = ".env.infisical",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; change nothing.")] = False,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    out = Output(verbose=verbose, quiet=quiet)
+    stale = parse_duration(max_stale)
+    plan = ctx.info_name == "plan"
+
+    def run() -> int:
+        from . import settings as settings_mod
+
+        settings = settings_mod.resolve(
+            project_dir=project_dir, env_file=env_file, output=output, files=file, project_name=project_name,
+            profile=profile.value, environment=environment.value, mode=_mode(skip_infisical, require_infisical, offline),
+            infisical_env=infisical_env, infisical_path=infisical_path, project_id=project_id, timeout=infisical_timeout,
+        )
+        if plan:
+            from .plan import plan as run_plan
+
+            return run_plan(settings, out, max_stale=stale)
+        from .launch import up
+
+        return up(settings, out, dry_run=dry_run, max_stale=stale, start_timeout=infisical_start_timeout)
+
+    _finish(run, out)
+
+
+up_or_plan.__doc__ = "Export the secrets and start the stack (the default command)."
+app.command("up")(up_or_plan)
+
+
+@app.command("down")
+def down_cmd(
+    with_infisical: Annotated[bool, typer.Option("--with-infisical", help="Stop the local Infisical too.")] = False,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Stop and remove every container of the project, whatever profile started it. Volumes are kept."""
+    out = Output(verbose=verbose, quiet=quiet)
+
+    def run() -> int:
+        from .envfile import read_dotenv
+        from .launch import down
+
+        root = (project_dir or Path.cwd()).resolve()
+        shell = dict(os.environ)
+        name = project_name or shell.get("COMPOSE_PROJECT_NAME") or read_dotenv(root / env_file).get("COMPOSE_PROJECT_NAME") or "localai"
+        code = down(name, root, shell, out)
+        if code == 0 and with_infisical:
+            code = down(f"{name}-infisical", root, shell, out)
+        return code
+
+    _finish(run, out)
+
+
+def _finish(run, out: Output) -> None:
+    """The one error handler: LauncherError -> its line and code; Ctrl-C -> 130."""
+    try:
+        code = run()
+    except LauncherError as exc:
+        out.error(exc.message)
+        if exc.hint:
+            out.info(f"  -> {exc.hint}")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        code = errors.INTERRUPTED
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    # `up` is the default command: `start_services.py --profile cpu` means `up --profile cpu`.
+    first = next((a for a in argv if not a.startswith("-") or a in ("--help", "-h", "--version")), None)
+    if first is None or first not in COMMANDS | {"--help", "-h", "--version"}:
+        argv = ["up", *argv]
+    try:
+        app(args=argv, prog_name="start_services.py")
+    except KeyboardInterrupt:
+        sys.exit(errors.INTERRUPTED)

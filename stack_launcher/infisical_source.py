@@ -1,0 +1,153 @@
+"""Secrets from the Infisical CLI: `infisical export --format=json`, validated.
+
+Every way this can fail raises Unavailable with a one-line reason for the user; the caller
+decides between falling back and stopping. Tokens travel in the CLI's environment, never
+in argv (argv is visible to every user through `ps`).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .envfile import VALID_KEY, Source
+from .masking import Masker
+from .process import Timeout, run_captured
+from .secret import Secret
+
+# The CLI reads any of these as an access token (reference: token precedence).
+TOKEN_VARS = ("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "INFISICAL_TOKEN", "TOKEN")
+
+
+class Unavailable(Exception):
+    """Infisical could not be had; the message says why in one line, masked."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to export and how to reach it: all non-secret except `credentials`."""
+
+    environment: str
+    path: str
+    project_id: str
+    api_url: str
+    timeout: float
+    cwd: str
+    # INFISICAL_TOKEN / machine identity client id and secret, from the shell or .env.
+    credentials: Mapping[str, Secret] = field(default_factory=dict)
+
+    @property
+    def source(self) -> Source:
+        return Source(self.project_id, self.environment, self.path)
+
+
+@dataclass(frozen=True)
+class Export:
+    secrets: dict[str, Secret]
+    warnings: list[str]
+
+
+def cli_path() -> str | None:
+    return shutil.which("infisical")
+
+
+def _cli_env(base: Mapping[str, str], request: Request) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k != "TOKEN"}  # an unrelated TOKEN is taken as Infisical's
+    for name, secret in request.credentials.items():
+        env[name] = secret.reveal()
+    if request.project_id:
+        env.setdefault("INFISICAL_PROJECT_ID", request.project_id)
+    return env
+
+
+def _first_line(stderr: str, masker: Masker) -> str:
+    """The CLI's most telling stderr line (its 401/404 blocks put it on `Message:`)."""
+    lines = [l.strip() for l in masker.mask(stderr).splitlines() if l.strip()]
+    for line in lines:
+        if line.startswith(("Message:", "Response Code:")) and "Message:" in stderr:
+            code = next((l for l in lines if l.startswith("Response Code:")), "")
+            msg = next((l for l in lines if l.startswith("Message:")), "")
+            return f"{code.removeprefix('Response Code: ')}: {msg.removeprefix('Message: ')}".strip(": ")
+    for line in lines:
+        if line.lower().startswith("error"):
+            return line
+    return lines[0] if lines else "no message"
+
+
+def _run(cli: str, args: list[str], env: Mapping[str, str], request: Request, masker: Masker, what: str):
+    try:
+        result = run_captured([cli, *args], env, request.timeout, cwd=request.cwd)
+    except Timeout as exc:
+        raise Unavailable(f"`infisical {what}` gave {exc}; is the server at {request.api_url or 'the CLI domain'} reachable?") from None
+    except OSError as exc:
+        raise Unavailable(f"could not run the Infisical CLI: {exc.strerror or exc}") from None
+    if result.returncode != 0:
+        raise Unavailable(f"`infisical {what}` failed (exit {result.returncode}): {_first_line(result.stderr, masker)}")
+    return result
+
+
+def _login(cli: str, env: dict[str, str], request: Request, masker: Masker) -> Secret:
+    args = ["login", "--method=universal-auth", "--silent", "--plain"]
+    if request.api_url:
+        args.append(f"--domain={request.api_url}")
+    result = _run(cli, args, env, request, masker, "login (machine identity)")
+    token = result.stdout.strip()
+    if not token or "\n" in token:
+        raise Unavailable("`infisical login` (machine identity) printed no token")
+    return Secret(token)
+
+
+def export_args(request: Request) -> list[str]:
+    args = ["export", "--format=json", f"--env={request.environment}", f"--path={request.path}"]
+    if request.project_id:
+        args.append(f"--projectId={request.project_id}")
+    if request.api_url:
+        args.append(f"--domain={request.api_url}")
+    return args
+
+
+def fetch(request: Request, base_env: Mapping[str, str], masker: Masker) -> Export:
+    """Export the secrets of `request`, or raise Unavailable saying why."""
+    cli = cli_path()
+    if cli is None:
+        raise Unavailable("the Infisical CLI is not on PATH (install it, or use --skip-infisical)")
+    masker.add(s.reveal() for s in request.credentials.values())
+    env = _cli_env(base_env, request)
+    has_token = any(env.get(name) for name in TOKEN_VARS[:2])
+    if not has_token and env.get("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID") and env.get("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"):
+        token = _login(cli, env, request, masker)
+        masker.add([token.reveal()])
+        env["INFISICAL_TOKEN"] = token.reveal()
+    result = _run(cli, export_args(request), env, request, masker, "export")
+    return parse_export(result.stdout, request)
+
+
+def parse_export(stdout: str, request: Request) -> Export:
+    """Validate the CLI's JSON: an array of {key: str, value: str}; never echo a value."""
+    try:
+        data = json.loads(stdout)
+    except ValueError:
+        first = stdout.strip().splitlines()[0][:60] if stdout.strip() else ""
+        hint = " (it looks like a login prompt: run `infisical login` or set a machine identity)" if "login" in first.lower() else ""
+        raise Unavailable(f"`infisical export` printed something other than JSON{hint}") from None
+    if not isinstance(data, list):
+        raise Unavailable("`infisical export` returned JSON that is not a list of secrets")
+    secrets: dict[str, Secret] = {}
+    warnings: list[str] = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("value"), str):
+            raise Unavailable(f"`infisical export` returned an entry without a string key and value (item {index})")
+        key = item["key"]
+        if not VALID_KEY.match(key):
+            warnings.append(f"skipped Infisical key {key!r}: docker compose does not accept that name")
+            continue
+        if key in secrets:
+            warnings.append(f"Infisical returned {key} twice (imports or folders); the last one wins")
+        secrets[key] = Secret(item["value"])
+    if not secrets:
+        raise Unavailable(
+            f"Infisical returned no secrets for environment '{request.environment}', path '{request.path}'"
+            " (check --infisical-env and --infisical-path)"
+        )
+    return Export(secrets, warnings)

@@ -1,0 +1,94 @@
+"""Which secrets the stack starts with: fresh export -> last good export -> `.env` only.
+
+The result says where the secrets came from and why, so the user reads in one line what
+happened; the caller never has to guess from side effects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from . import infisical_source
+from .envfile import Source, read_exported, read_header
+from .errors import INFISICAL_UNAVAILABLE, LauncherError
+from .masking import Masker
+from .secret import Secret
+from .settings import SecretsMode, Settings
+
+FRESH, LAST_GOOD, DOTENV_ONLY = "infisical", "last good export", ".env only"
+
+
+@dataclass(frozen=True)
+class Obtained:
+    origin: str  # FRESH, LAST_GOOD or DOTENV_ONLY
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    reason: str = ""  # why a fresh export was not used
+    warnings: tuple[str, ...] = ()
+
+
+def request_for(settings: Settings) -> infisical_source.Request:
+    return infisical_source.Request(
+        environment=settings.infisical_env,
+        path=settings.infisical_path,
+        project_id=settings.project_id,
+        api_url=settings.api_url,
+        timeout=settings.timeout,
+        cwd=str(settings.project_dir),
+        credentials=settings.credentials,
+    )
+
+
+def humanize_age(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def last_good(path: Path, source: Source, max_stale: timedelta) -> tuple[dict[str, Secret], str]:
+    """The previous export when it came from the same place and is fresh enough.
+
+    Returns (secrets, note); secrets is empty when it cannot be used, and note says why.
+    """
+    header = read_header(path)
+    if header is None:
+        return {}, f"no previous export at {path.name}"
+    if header.source != source:
+        return {}, f"{path.name} came from another project, environment or path"
+    if header.exported_at is None:
+        return {}, f"{path.name} does not say when it was exported"
+    age = datetime.now(timezone.utc) - header.exported_at
+    if age > max_stale:
+        return {}, f"{path.name} is {humanize_age(age)} old, older than --max-stale {humanize_age(max_stale)}"
+    secrets = read_exported(path)
+    if not secrets:
+        return {}, f"{path.name} holds no secrets"
+    return secrets, f"exported {humanize_age(age)} ago"
+
+
+def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable: str | None = None) -> Obtained:
+    """`unreachable`: a reason known before asking (the local Infisical did not start)."""
+    if settings.mode is SecretsMode.skip:
+        return Obtained(DOTENV_ONLY, reason="--skip-infisical")
+    request = request_for(settings)
+    if settings.mode is SecretsMode.offline:
+        secrets, note = last_good(settings.output, request.source, max_stale)
+        if not secrets:
+            raise LauncherError(f"--offline: no usable last good export ({note})", INFISICAL_UNAVAILABLE,
+                                "run once with Infisical reachable, or raise --max-stale")
+        return Obtained(LAST_GOOD, secrets, reason=f"--offline; {note}")
+    try:
+        if unreachable:
+            raise infisical_source.Unavailable(unreachable)
+        export = infisical_source.fetch(request, settings.shell, masker)
+    except infisical_source.Unavailable as exc:
+        reason = str(exc)
+        if settings.mode is SecretsMode.require:
+            raise LauncherError(f"Infisical is required but unavailable: {reason}", INFISICAL_UNAVAILABLE) from None
+        secrets, note = last_good(settings.output, request.source, max_stale)
+        if secrets:
+            return Obtained(LAST_GOOD, secrets, reason=f"{reason}; using the last good export, {note}")
+        return Obtained(DOTENV_ONLY, reason=f"{reason}; {note}" if settings.output.exists() else reason)
+    return Obtained(FRESH, export.secrets, warnings=tuple(export.warnings))
