@@ -142,7 +142,7 @@ def read_exported(path: Path) -> dict[str, Secret]:
     except (OSError, UnicodeDecodeError):
         return {}
     values: dict[str, Secret] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): values may hold U+2028, \x85 unescaped
         key, sep, rest = line.partition("=")
         if not sep or line.startswith("#") or len(rest) < 2 or rest[0] != '"' or rest[-1] != '"':
             continue
