@@ -1,0 +1,303 @@
+"""`init`: write `.env` from `.env.example`, generating every secret that declares a format.
+
+Rules (issue 3):
+- a value already set in `.env` is never changed; an empty value for a key with a format
+  counts as missing and is filled (what a user expects after copying .env.example by hand);
+- on an existing `.env`, only missing keys are added, after a 0600 timestamped backup;
+- `.env` is written 0600 whatever the umask, atomically (temp file in the same folder,
+  fsync, os.replace), and never through a symlink;
+- an init-only secret (a database keeps it from its first start) is never generated while
+  its volume exists: that would lock services out of their data. When Docker cannot be
+  asked, init generates none of them and writes nothing (see `_existing_volumes`).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from stack_launcher import errors
+from stack_launcher.catalog import _ASSIGNMENT, Entry, parse_catalog
+from stack_launcher.generate import generate
+
+DOCKER_TIMEOUT = 30
+
+
+@dataclass
+class _Plan:
+    """What init is about to do to the env file; values only ever live in `values`."""
+
+    values: dict[str, str] = field(default_factory=dict)  # key -> text to write after `=`
+    generated: list[str] = field(default_factory=list)  # keys that get a new random value
+    added: list[str] = field(default_factory=list)  # keys not in the file yet
+    filled: list[str] = field(default_factory=list)  # keys present but empty, now filled
+
+
+def init_env(
+    project_dir: Path,
+    env_file: Path,
+    example: Path,
+    project_name: str,
+    out,
+    *,
+    docker: str = "docker",
+) -> int:
+    """Write or complete `env_file` from `example`. Returns 0; raises LauncherError."""
+    env_file = project_dir / env_file
+    example = project_dir / example
+    try:
+        example_text = example.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.LauncherError(f"cannot read {example}: {exc.strerror}", errors.BAD_CONFIG) from None
+    catalog = parse_catalog(example_text, str(example))
+
+    if os.path.islink(env_file):
+        raise errors.LauncherError(
+            f"{env_file} is a symlink; init does not write through symlinks",
+            errors.BAD_CONFIG,
+            hint="replace it with a regular file (or remove it) and run init again",
+        )
+    existing_text = _read_existing(env_file)
+    existing = None if existing_text is None else _values(existing_text)
+
+    plan = _plan(catalog, existing)
+    _refuse_init_only(catalog, plan, project_name, docker)
+
+    if existing_text is None:
+        _write_atomic(env_file, _fresh_text(example_text, catalog, plan))
+        out.success(f"Wrote {env_file.name} (mode 0600) with {len(plan.generated)} generated secrets.")
+    elif not plan.values:
+        _tighten_mode(env_file, out)
+        out.info(f"{env_file.name} already has every key of {example.name}; nothing changed.")
+    else:
+        backup = _backup(env_file, existing_text)
+        _write_atomic(env_file, _completed_text(existing_text, example_text, catalog, plan))
+        out.info(f"Backup of the previous {env_file.name}: {backup.name} (mode 0600)")
+        if plan.added:
+            out.success(f"Added to {env_file.name}: {', '.join(plan.added)}")
+        if plan.filled:
+            out.success(f"Filled empty values in {env_file.name}: {', '.join(plan.filled)}")
+
+    empty_bootstrap = [
+        e.key for e in catalog.values()
+        if e.category == "bootstrap" and e.fmt is None and not (existing or {}).get(e.key)
+    ]
+    if empty_bootstrap:
+        out.info(
+            f"Left empty, issued by Infisical: {', '.join(empty_bootstrap)} "
+            "(see docs/setup.md)"
+        )
+    return errors.OK
+
+
+def _values(text: str) -> dict[str, str]:
+    return {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+
+
+def _plan(catalog: dict[str, Entry], existing: dict[str, str] | None) -> _Plan:
+    plan = _Plan()
+    for entry in catalog.values():
+        present = existing is not None and entry.key in existing
+        if present and existing[entry.key]:
+            continue  # set: never changed
+        if present and entry.fmt is None:
+            continue  # empty on purpose (or to be filled by hand): leave it
+        if entry.fmt is not None:
+            plan.values[entry.key] = generate(entry.fmt)
+            plan.generated.append(entry.key)
+        elif existing is not None:
+            plan.values[entry.key] = entry.default
+        if existing is not None:
+            (plan.filled if present else plan.added).append(entry.key)
+    return plan
+
+
+def _refuse_init_only(catalog: dict[str, Entry], plan: _Plan, project_name: str, docker: str) -> None:
+    """Raise unless every init-only secret about to be generated has no volume yet."""
+    wanted = [catalog[k] for k in plan.generated if catalog[k].init_only]
+    if not wanted:
+        return
+    project = _normalize_project(project_name)
+    present = _existing_volumes(docker, [e.key for e in wanted])
+    clashes = []
+    for entry in wanted:
+        for volume in entry.volumes:
+            # The AI stack's volumes are `<project>_<v>`, Infisical's `<project>-infisical_<v>`.
+            for name in (f"{project}_{volume}", f"{project}-infisical_{volume}"):
+                if name in present:
+                    clashes.append((entry, name))
+    if not clashes:
+        return
+    lines = [f"{e.key} (kept by {e.init_only} in volume {name})" for e, name in clashes]
+    raise errors.LauncherError(
+        "refusing to generate secrets that existing volumes were initialised with: "
+        + "; ".join(lines)
+        + ". A new value would lock the service out of its data or make it unreadable.",
+        errors.BAD_CONFIG,
+        hint=(
+            "put the old value back into .env (from a .env.bak-* backup or from Infisical), "
+            "or, to start that service from scratch and lose its data, remove the volume "
+            "deliberately (docker volume rm " + " ".join(sorted({n for _, n in clashes})) + ") "
+            "and run init again"
+        ),
+    )
+
+
+def _normalize_project(name: str) -> str:
+    # What compose does to -p: lower case, only [a-z0-9_-].
+    return re.sub(r"[^a-z0-9_-]", "", name.lower())
+
+
+def _existing_volumes(docker: str, keys: list[str]) -> set[str]:
+    """Names of all Docker volumes. When Docker cannot be asked, init refuses to generate
+    the init-only secrets: the volumes may well exist (a stopped daemon keeps them), and a
+    wrong guess is unrecoverable. Setting those keys in .env by hand needs no Docker."""
+    reason = ""
+    try:
+        proc = subprocess.run(
+            [docker, "volume", "ls", "--quiet"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT,
+        )
+        if proc.returncode == 0:
+            return {line.strip() for line in proc.stdout.splitlines() if line.strip()}
+        reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
+    except FileNotFoundError:
+        reason = f"{docker!r} not found on PATH"
+    except subprocess.TimeoutExpired:
+        reason = f"`docker volume ls` did not answer within {DOCKER_TIMEOUT} s"
+    raise errors.LauncherError(
+        f"cannot ask Docker which volumes exist ({reason}); init will not generate "
+        f"{', '.join(keys)} without knowing that no database already keeps them",
+        errors.DOCKER_UNAVAILABLE,
+        hint=(
+            "start Docker and run init again, or set these keys in .env yourself "
+            "(e.g. restored from a backup or from Infisical)"
+        ),
+    )
+
+
+def _read_existing(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise errors.LauncherError(f"cannot read {path}: {exc.strerror}", errors.BAD_CONFIG) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise errors.LauncherError(f"{path} is not a regular file", errors.BAD_CONFIG)
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.LauncherError(f"{path} is not UTF-8 text", errors.BAD_CONFIG) from None
+
+
+def _fresh_text(example_text: str, catalog: dict[str, Entry], plan: _Plan) -> str:
+    """The example file with the generated values in place; config lines copied as they are."""
+    header = (
+        f"# Written by `start_services.py init` on {datetime.now():%Y-%m-%d %H:%M:%S} "
+        "from .env.example. Keep it secret: it holds passwords.\n"
+    )
+    lines = []
+    for line in example_text.splitlines(keepends=True):
+        match = _ASSIGNMENT.match(line)
+        if match and match.group(1) in plan.values and catalog[match.group(1)].fmt:
+            line = f"{match.group(1)}={plan.values[match.group(1)]}\n"
+        lines.append(line)
+    return header + "".join(lines)
+
+
+def _comment_above(example_lines: list[str], entry: Entry) -> list[str]:
+    """The example's comment block (marker included) directly above a variable."""
+    block = []
+    index = entry.line - 2
+    while index >= 0 and example_lines[index].lstrip().startswith("#"):
+        block.insert(0, example_lines[index].rstrip("\n") + "\n")
+        index -= 1
+    return block
+
+
+def _completed_text(existing_text: str, example_text: str, catalog: dict[str, Entry], plan: _Plan) -> str:
+    example_lines = example_text.splitlines(keepends=True)
+    lines = existing_text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    to_append = list(plan.added)
+    for key in plan.filled:
+        empty = re.compile(rf"^\s*(?:export\s+)?{re.escape(key)}\s*=\s*(?:''|\"\")?\s*(?:#.*)?$")
+        hits = [i for i, line in enumerate(lines) if empty.match(line.rstrip("\n"))]
+        if hits:
+            lines[hits[-1]] = f"{key}={plan.values[key]}\n"
+        else:  # an unusual spelling: a later assignment wins in compose and dotenv alike
+            to_append.append(key)
+    if to_append:
+        lines.append(f"\n# Added by `start_services.py init` on {datetime.now():%Y-%m-%d %H:%M:%S}\n")
+        for key in to_append:
+            if key in plan.added:
+                lines.extend(["\n", *_comment_above(example_lines, catalog[key])])
+            lines.append(f"{key}={plan.values[key]}\n")
+    return "".join(lines)
+
+
+def _backup(env_file: Path, text: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(100):
+        path = env_file.with_name(f"{env_file.name}.bak-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        return path
+    raise errors.LauncherError(f"cannot find a free backup name next to {env_file}", errors.BAD_CONFIG)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` with mode 0600: temp file in the same folder, fsync, rename.
+    os.replace swaps the directory entry, so a symlink at `path` is replaced, not followed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _tighten_mode(path: Path, out) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, 0o600)
+            out.warn(f"{path.name} was readable by others (mode {mode:o}); now 0600")
+    finally:
+        os.close(fd)
