@@ -114,13 +114,19 @@ def up_or_plan(
             return run_plan(settings, out, max_stale=stale)
         from .launch import up
 
-        return up(settings, out, dry_run=dry_run, max_stale=stale, start_timeout=infisical_start_timeout)
+        if dry_run:
+            return up(settings, out, dry_run=True, max_stale=stale, start_timeout=infisical_start_timeout)
+        from .lock import project_lock
+
+        with project_lock(settings.project_dir, "the stack"):
+            return up(settings, out, max_stale=stale, start_timeout=infisical_start_timeout)
 
     _finish(run, out)
 
 
 up_or_plan.__doc__ = "Export the secrets and start the stack (the default command)."
 app.command("up")(up_or_plan)
+app.command("plan", help="Show what `up` would change (secrets and services); change nothing.")(up_or_plan)
 
 
 @app.command("down")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from . import bootstrap, compose
+from . import bootstrap, compose, init_only
 from .envfile import read_exported, render, write_private
 from .errors import BAD_CONFIG, LauncherError
 from .masking import Masker
@@ -129,6 +129,8 @@ def up(settings: Settings, out: Output, *, dry_run: bool = False, max_stale: tim
             changes = diff_secrets(previous, obtained.secrets)
             out.info(f"Changed since the last export: {changes.describe()}." if changes
                      else "No secret changed since the last export.")
+            for warning in init_only.warnings_for(settings, changes.changed):
+                out.warn(warning)
         if not dry_run:
             text = render(obtained.secrets, request_for(settings).source)
             write_private(settings.output, text)
