@@ -22,7 +22,7 @@ from stack_launcher.generate import parse_format
 CATEGORIES = ("config", "bootstrap", "secret")
 ATTRIBUTES = ("format", "init-only", "volume")
 MARKER = "#@"
-_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -110,7 +110,7 @@ def parse_catalog(text: str, source: str = ".env.example") -> dict[str, Entry]:
             category, attrs = _parse_marker(stripped, where)
             pending = (number, category, attrs)
             continue
-        match = _ASSIGNMENT.match(line)
+        match = ASSIGNMENT.match(line)
         if match is None:
             if stripped and not stripped.startswith("#"):
                 raise _bad(where, "not a comment, a marker or KEY=value")

@@ -25,7 +25,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from stack_launcher import errors
-from stack_launcher.catalog import _ASSIGNMENT, Entry, parse_catalog
+from stack_launcher.catalog import ASSIGNMENT, Entry, parse_catalog
 from stack_launcher.generate import generate
 
 DOCKER_TIMEOUT = 30
@@ -212,7 +212,7 @@ def _fresh_text(example_text: str, catalog: dict[str, Entry], plan: _Plan) -> st
     )
     lines = []
     for line in example_text.splitlines(keepends=True):
-        match = _ASSIGNMENT.match(line)
+        match = ASSIGNMENT.match(line)
         if match and match.group(1) in plan.values and catalog[match.group(1)].fmt:
             line = f"{match.group(1)}={plan.values[match.group(1)]}\n"
         lines.append(line)

@@ -27,19 +27,6 @@ EXAMPLE = ROOT / ".env.example"
 URI_BREAKERS = set("@:/%#?&=+ '\"\\$`")
 
 
-@pytest.fixture
-def engine() -> None:
-    """A running Docker engine; skips without one unless REQUIRE_DOCKER=1 (then fails)."""
-    try:
-        ok = subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        ok = False
-    if not ok:
-        if os.environ.get("REQUIRE_DOCKER") == "1":
-            pytest.fail("a Docker engine is required (REQUIRE_DOCKER=1) but `docker info` fails")
-        pytest.skip("no Docker engine")
-
-
 def fake_docker(folder: Path, script: str) -> str:
     """A stand-in `docker` for the one call init makes (`docker volume ls --quiet`)."""
     path = folder / "fake-docker"
