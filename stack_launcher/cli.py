@@ -156,6 +156,92 @@ def down_cmd(
     _finish(run, out)
 
 
+def _settings(project_dir, env_file, project_name, infisical_env=None, infisical_path=None, project_id=None,
+              timeout=30.0, output=".env.infisical"):
+    from . import settings as settings_mod
+
+    return settings_mod.resolve(project_dir=project_dir, env_file=env_file, output=output, project_name=project_name,
+                                infisical_env=infisical_env, infisical_path=infisical_path, project_id=project_id,
+                                timeout=timeout)
+
+
+@app.command("init")
+def init_cmd(
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Write .env from .env.example with generated secrets; on an existing .env, add only missing keys."""
+    out = Output(verbose=verbose, quiet=quiet)
+
+    def run() -> int:
+        from .init_env import init_env
+        from .lock import project_lock
+
+        settings = _settings(project_dir, env_file, project_name)
+        with project_lock(settings.project_dir, "init"):
+            return init_env(settings.project_dir, Path(env_file), Path(".env.example"), settings.project_name, out)
+
+    _finish(run, out)
+
+
+@app.command("doctor")
+def doctor_cmd(
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")] = False,
+    infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment.")] = None,
+    project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id.")] = None,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    output: Annotated[str, typer.Option("--output", help="The exported file.")] = ".env.infisical",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Check Docker, Compose, the Infisical CLI, login, server, and the env files; each failure with its fix."""
+    out = Output(verbose=verbose, quiet=quiet)
+
+    def run() -> int:
+        from .doctor import run_doctor
+
+        settings = _settings(project_dir, env_file, project_name, infisical_env=infisical_env, project_id=project_id,
+                             output=output)
+        return run_doctor(settings, out, as_json=json_output)
+
+    _finish(run, out)
+
+
+@app.command("migrate")
+def migrate_cmd(
+    apply: Annotated[bool, typer.Option("--apply", help="Really move them (default: only list what would move).")] = False,
+    infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment to move to.")] = None,
+    infisical_path: Annotated[Optional[str], typer.Option("--infisical-path", help="Secret folder to move to.")] = None,
+    project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id.")] = None,
+    infisical_timeout: Annotated[float, typer.Option("--infisical-timeout", min=1, help="Seconds for each Infisical CLI call.")] = 30.0,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Move the secrets from .env into Infisical (a dry run unless --apply), verified before .env changes."""
+    out = Output(verbose=verbose, quiet=quiet)
+
+    def run() -> int:
+        from .lock import project_lock
+        from .migrate import migrate
+
+        settings = _settings(project_dir, env_file, project_name, infisical_env, infisical_path, project_id,
+                             infisical_timeout)
+        if not apply:
+            return migrate(settings, out, apply=False)
+        with project_lock(settings.project_dir, "migrate"):
+            return migrate(settings, out, apply=True)
+
+    _finish(run, out)
+
+
 def _finish(run, out: Output) -> None:
     """The one error handler: LauncherError -> its line and code; Ctrl-C -> 130."""
     try:

@@ -107,8 +107,8 @@ def export_args(request: Request) -> list[str]:
     return args
 
 
-def fetch(request: Request, base_env: Mapping[str, str], masker: Masker) -> Export:
-    """Export the secrets of `request`, or raise Unavailable saying why."""
+def connect(request: Request, base_env: Mapping[str, str], masker: Masker) -> tuple[str, dict[str, str]]:
+    """The CLI's path and the environment to run it with, logged in when a machine identity is set."""
     cli = cli_path()
     if cli is None:
         raise Unavailable("the Infisical CLI is not on PATH (install it, or use --skip-infisical)")
@@ -119,11 +119,54 @@ def fetch(request: Request, base_env: Mapping[str, str], masker: Masker) -> Expo
         token = _login(cli, env, request, masker)
         masker.add([token.reveal()])
         env["INFISICAL_TOKEN"] = token.reveal()
+    return cli, env
+
+
+def fetch(request: Request, base_env: Mapping[str, str], masker: Masker, *, allow_empty: bool = False,
+          session: tuple[str, dict[str, str]] | None = None) -> Export:
+    """Export the secrets of `request`, or raise Unavailable saying why."""
+    cli, env = session or connect(request, base_env, masker)
     result = _run(cli, export_args(request), env, request, masker, "export")
-    return parse_export(result.stdout, request)
+    return parse_export(result.stdout, request, allow_empty=allow_empty)
 
 
-def parse_export(stdout: str, request: Request) -> Export:
+def _scope_args(request: Request) -> list[str]:
+    return export_args(request)[2:]  # --env, --path, --projectId, --domain
+
+
+def push(request: Request, session: tuple[str, dict[str, str]], masker: Masker, values: Mapping[str, Secret]) -> None:
+    """`infisical secrets set --file` from a 0600 temp file: values never in argv.
+
+    The file is YAML with JSON-style double-quoted scalars (JSON is YAML), the one format
+    the CLI reads that can hold every value: its .env reader knows no escapes.
+    """
+    import os
+    import tempfile
+
+    cli, env = session
+    folder = tempfile.mkdtemp(prefix="start-services-")
+    path = os.path.join(folder, "secrets.yaml")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for key, secret in values.items():
+                handle.write(f"{key}: {json.dumps(secret.reveal(), ensure_ascii=True)}\n")
+        _run(cli, ["secrets", "set", f"--file={path}", "--type=shared", *_scope_args(request)], env, request, masker,
+             "secrets set")
+    finally:
+        for remove, target in ((os.unlink, path), (os.rmdir, folder)):
+            try:
+                remove(target)
+            except OSError:
+                pass
+
+
+def delete(request: Request, session: tuple[str, dict[str, str]], masker: Masker, keys: list[str]) -> None:
+    cli, env = session
+    _run(cli, ["secrets", "delete", *keys, "--type=shared", *_scope_args(request)], env, request, masker, "secrets delete")
+
+
+def parse_export(stdout: str, request: Request, allow_empty: bool = False) -> Export:
     """Validate the CLI's JSON: an array of {key: str, value: str}; never echo a value."""
     try:
         data = json.loads(stdout)
@@ -145,7 +188,7 @@ def parse_export(stdout: str, request: Request) -> Export:
         if key in secrets:
             warnings.append(f"Infisical returned {key} twice (imports or folders); the last one wins")
         secrets[key] = Secret(item["value"])
-    if not secrets:
+    if not secrets and not allow_empty:
         raise Unavailable(
             f"Infisical returned no secrets for environment '{request.environment}', path '{request.path}'"
             " (check --infisical-env and --infisical-path)"

@@ -1,0 +1,190 @@
+"""`migrate`: move the secrets out of `.env` into Infisical, verified, with nothing lost.
+
+Order, so that an interruption at any point leaves `.env` whole: decide what moves ->
+push from a 0600 temp file -> export again and compare every value exactly -> back up
+`.env` (0600, read back) -> rewrite `.env` atomically without the verified keys. The values
+pushed are the values docker compose uses for that `.env` (compose is asked, not
+python-dotenv: they differ on escapes and interpolation).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from . import infisical_source
+from .envfile import VALID_KEY, write_private
+from .errors import BAD_CONFIG, INFISICAL_UNAVAILABLE, LauncherError
+from .launch import SECRET_NAME, dotenv_secret_values, require_dotenv
+from .masking import Masker
+from .output import Output
+from .secret import Secret
+from .secrets_source import request_for
+from .settings import CREDENTIAL_VARS, Settings
+
+INTERPOLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class MigrationPlan:
+    move: dict[str, Secret] = field(default_factory=dict)
+    stay: dict[str, str] = field(default_factory=dict)  # key -> why it stays
+
+
+def compose_values(settings: Settings, keys: list[str]) -> dict[str, str]:
+    """Each key's value as docker compose reads `.env` (its quoting and interpolation rules)."""
+    keys = [k for k in keys if INTERPOLABLE.match(k)]
+    if not keys:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="start-services-migrate-") as tmp:
+        probe = Path(tmp) / "probe.json"
+        service = {"image": "probe", "environment": {k: "${%s}" % k for k in keys}}
+        probe.write_text(json.dumps({"services": {"probe": service}}), encoding="utf-8")
+        # The shell beats env files in compose; drop .env's own keys so we read .env's values,
+        # while `$OTHER` inside a value still resolves from the shell as it would at launch.
+        env = {k: v for k, v in settings.shell.items() if k not in settings.dotenv}
+        argv = ["docker", "compose", "-p", "start-services-migrate", "--project-directory", str(settings.project_dir),
+                "-f", str(probe), "--env-file", str(settings.env_file), "config", "--format", "json"]
+        try:
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise LauncherError("Docker is not installed: migrate asks docker compose how it reads .env", 4) from None
+        except subprocess.TimeoutExpired:
+            raise LauncherError("docker compose did not answer within 60 s", BAD_CONFIG) from None
+    if proc.returncode != 0:
+        masker = Masker(dotenv_secret_values(settings))
+        m = re.search(r"failed to read (.+?): line (\d+): (.+)", proc.stderr)
+        where = f"{m.group(1)}, line {m.group(2)}: {masker.mask(m.group(3))}" if m else masker.mask(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "")
+        raise LauncherError(f"docker compose cannot load {settings.env_file.name}: {where}", BAD_CONFIG)
+    environment = json.loads(proc.stdout)["services"]["probe"].get("environment") or {}
+    return {k: (v or "").replace("$$", "$") for k, v in environment.items()}
+
+
+def decide(settings: Settings) -> MigrationPlan:
+    from .launch import example_categories
+
+    categories = example_categories(settings.project_dir)
+    plan = MigrationPlan()
+    candidates = []
+    for key, raw in settings.dotenv.items():
+        category = categories.get(key)
+        if category == "config":
+            plan.stay[key] = "config"
+        elif category == "bootstrap" or key in CREDENTIAL_VARS:
+            plan.stay[key] = "bootstrap secret (Infisical's own; stays in .env)"
+        elif category is None and not SECRET_NAME.search(key):
+            plan.stay[key] = "not categorised in .env.example and not named like a secret"
+        elif not raw:
+            plan.stay[key] = "empty"
+        elif "${" in raw:
+            plan.stay[key] = "refers to another variable (${...}); Infisical would expand it on export"
+        elif not INTERPOLABLE.match(key) or not VALID_KEY.match(key):
+            plan.stay[key] = "name docker compose cannot interpolate"
+        else:
+            candidates.append(key)
+    values = compose_values(settings, candidates)
+    for key in candidates:
+        value = values.get(key, "")
+        if not value:
+            plan.stay[key] = "empty as docker compose reads it"
+        elif "${" in value:
+            plan.stay[key] = "contains ${...}, which Infisical would expand on export"
+        else:
+            plan.move[key] = Secret(value)
+    return plan
+
+
+def without_keys(text: str, keys: set[str], when: str) -> str:
+    """`.env` text with every assignment of `keys` replaced by a note; all else byte for byte."""
+    from dotenv.parser import parse_stream
+
+    bindings = list(parse_stream(io.StringIO(text)))
+    if "".join(b.original.string for b in bindings) != text:
+        raise LauncherError("cannot rewrite .env safely: it could not be split into lines exactly", BAD_CONFIG)
+    parts = []
+    for binding in bindings:
+        if binding.key in keys:
+            parts.append(f"# {binding.key} moved to Infisical on {when}\n")
+        else:
+            parts.append(binding.original.string)
+    return "".join(parts)
+
+
+def backup(env_file: Path, text: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = env_file.with_name(f"{env_file.name}.bak-{stamp}")
+    n = 1
+    while path.exists():
+        path = env_file.with_name(f"{env_file.name}.bak-{stamp}-{n}")
+        n += 1
+    write_private(path, text)
+    if path.read_text(encoding="utf-8") != text:  # a verified copy before anything is removed
+        raise LauncherError(f"the backup {path.name} does not read back as written; .env left as it is", BAD_CONFIG)
+    return path
+
+
+def migrate(settings: Settings, out: Output, apply: bool) -> int:
+    require_dotenv(settings)
+    plan = decide(settings)
+    out.result(f"Would move to Infisical ({settings.infisical_env}, {settings.infisical_path}):" if not apply else
+               f"Moving to Infisical ({settings.infisical_env}, {settings.infisical_path}):")
+    for key in plan.move:
+        out.result(f"  {key}")
+    if not plan.move:
+        out.result("  (nothing)")
+    out.result("Staying in .env:")
+    for key, why in plan.stay.items():
+        out.result(f"  {key}: {why}")
+    if not apply:
+        out.info("Dry run: nothing changed. Run `python start_services.py migrate --apply` to move them.")
+        return 0
+    if not plan.move:
+        return 0
+
+    masker = Masker(dotenv_secret_values(settings))
+    masker.add(s.reveal() for s in plan.move.values())
+    request = request_for(settings)
+    try:
+        session = infisical_source.connect(request, settings.shell, masker)
+        before = infisical_source.fetch(request, settings.shell, masker, allow_empty=True, session=session).secrets
+    except infisical_source.Unavailable as exc:
+        raise LauncherError(f"Infisical is unavailable, nothing changed: {exc}", INFISICAL_UNAVAILABLE) from None
+
+    conflicts = sorted(k for k in plan.move if k in before and before[k] != plan.move[k])
+    for key in conflicts:
+        out.warn(f"{key}: Infisical already holds another value, which wins at launch; left as it is in both places")
+        plan.move.pop(key)
+    to_push = {k: v for k, v in plan.move.items() if k not in before}
+    try:
+        if to_push:
+            infisical_source.push(request, session, masker, to_push)
+        after = infisical_source.fetch(request, settings.shell, masker, allow_empty=True, session=session).secrets
+    except infisical_source.Unavailable as exc:
+        raise LauncherError(f"pushing to Infisical failed; .env is unchanged: {exc}", INFISICAL_UNAVAILABLE) from None
+
+    verified = {k for k, v in plan.move.items() if after.get(k) == v}
+    failed = sorted(set(plan.move) - verified)
+    if failed:
+        wrong_copies = [k for k in failed if k in to_push and k in after]
+        try:
+            if wrong_copies:
+                infisical_source.delete(request, session, masker, wrong_copies)
+                out.warn(f"removed the wrong copies of {', '.join(wrong_copies)} from Infisical")
+        except infisical_source.Unavailable as exc:
+            out.error(f"Infisical holds WRONG values for {', '.join(wrong_copies)} and removing them failed: {exc}. "
+                      "Delete them in the Infisical UI before the next launch.")
+        out.error(f"{', '.join(failed)} did not read back exactly from Infisical; they stay in .env")
+
+    if verified:
+        text = settings.env_file.read_text(encoding="utf-8")
+        saved = backup(settings.env_file, text)
+        write_private(settings.env_file, without_keys(text, verified, datetime.now().strftime("%Y-%m-%d")))
+        out.success(f"Moved {len(verified)} secrets to Infisical and removed them from .env "
+                    f"(backup: {saved.name}, mode 0600): {', '.join(sorted(verified))}")
+    return 1 if failed else 0
