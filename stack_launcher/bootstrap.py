@@ -36,6 +36,9 @@ def target(settings: Settings) -> compose.Target:
 
 def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float) -> str | None:
     """Bring the local Infisical up and wait until healthy; the reason it failed, or None."""
+    if is_running(settings):
+        out.detail(f"Local Infisical ({settings.infisical_project_name}) is already healthy.")
+        return None  # one `docker ps` (~50 ms) instead of `up --wait` (~600 ms) on every launch
     argv = target(settings).args() + ["--progress", "plain", "up", "-d", "--wait", "--wait-timeout", str(int(timeout))]
     out.detail(f"$ {compose.display(argv)}")
     lines: list[str] = []
@@ -61,14 +64,15 @@ def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float) -
 
 
 def is_running(settings: Settings) -> bool:
-    """For --dry-run and plan: is the local Infisical up? (Starts nothing.)"""
+    """Is every container of the local Infisical up, and none unhealthy or starting? (Starts nothing.)"""
     try:
         proc = subprocess.run(
-            ["docker", "ps", "--filter", f"label=com.docker.compose.project={settings.infisical_project_name}",
+            ["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={settings.infisical_project_name}",
              "--format", "{{.Status}}"],
             capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
     states = [l for l in proc.stdout.splitlines() if l.strip()]
-    return proc.returncode == 0 and bool(states) and not any("unhealthy" in s or "starting" in s for s in states)
+    return (proc.returncode == 0 and bool(states)
+            and all(s.startswith("Up") and "unhealthy" not in s and "starting" not in s for s in states))
