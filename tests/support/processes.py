@@ -13,13 +13,17 @@ STAND_IN_BIN = SUPPORT_DIR / "bin"
 LAUNCHER = REPO_ROOT / "start_services.py"
 
 # Only these are copied from the developer's environment, so a TOKEN or
-# COMPOSE_FILE exported in their shell cannot change what a test sees.
+# COMPOSE_FILE exported in their shell cannot change what a test sees. The DOCKER_*
+# ones only say which engine to talk to; the tests and the launcher must reach the
+# same engine that the engine fixture checked.
 _BASE_VARS = ("PATH", "HOME", "LANG", "SYSTEMROOT")
+_ENGINE_VARS = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
 
 def minimal_env(**extra: str) -> dict[str, str]:
-    """PATH, HOME, LANG (and SYSTEMROOT on Windows) from os.environ, plus `extra`."""
-    env = {k: os.environ[k] for k in _BASE_VARS if k in os.environ}
+    """PATH, HOME, LANG (SYSTEMROOT on Windows, DOCKER_HOST & co. when set) from
+    os.environ, plus `extra`."""
+    env = {k: os.environ[k] for k in _BASE_VARS + _ENGINE_VARS if k in os.environ}
     env.setdefault("PATH", os.defpath)
     env.setdefault("LANG", "C.UTF-8")
     env.update(extra)
