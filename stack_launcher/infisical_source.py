@@ -174,6 +174,8 @@ def parse_export(stdout: str, request: Request, allow_empty: bool = False) -> Ex
         first = stdout.strip().splitlines()[0][:60] if stdout.strip() else ""
         hint = " (it looks like a login prompt: run `infisical login` or set a machine identity)" if "login" in first.lower() else ""
         raise Unavailable(f"`infisical export` printed something other than JSON{hint}") from None
+    if data is None:  # Go marshals an empty (nil) list as null
+        data = []
     if not isinstance(data, list):
         raise Unavailable("`infisical export` returned JSON that is not a list of secrets")
     secrets: dict[str, Secret] = {}
