@@ -55,7 +55,9 @@ def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float) -
     lines = [l for l in masker.mask(proc.stdout.decode("utf-8", "replace")).splitlines() if l.strip()]
     for line in lines:
         out.detail(line)
-    if proc.returncode == 0:
+    # Compose v2.40 exits 0 when --wait-timeout runs out with a container still starting,
+    # so health is read back rather than trusted from the exit code.
+    if proc.returncode == 0 and is_running(settings):
         return None
     compose.diagnose(compose.Outcome(proc.returncode, tuple(lines)))  # engine/env file problems stop here
     unhealthy = next((l.strip() for l in lines if "unhealthy" in l.lower() or "timeout" in l.lower()), "")
