@@ -21,8 +21,14 @@ from .errors import LauncherError
 from .output import Output
 from .settings import Environment, Profile, SecretsMode
 
+def _fancy() -> bool:
+    """Rich help and errors on a terminal; plain text when piped or NO_COLOR is set."""
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode="rich" if _fancy() else None,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     help="Start the self-hosted AI stack with its secrets from Infisical.",
@@ -33,8 +39,8 @@ COMMANDS = {"up", "down", "init", "plan", "doctor", "migrate"}
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show full commands (never secret values).")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="Only warnings and errors.")]
-ProjectDir = Annotated[Optional[Path], typer.Option("--project-dir", help="Folder every relative path is relative to [default: current directory].", file_okay=False)]
-ProjectName = Annotated[Optional[str], typer.Option("-p", "--project-name", help="Compose project name [default: COMPOSE_PROJECT_NAME, else localai].")]
+ProjectDir = Annotated[Optional[Path], typer.Option("--project-dir", help="Folder every relative path is relative to (default: current directory).", file_okay=False)]
+ProjectName = Annotated[Optional[str], typer.Option("-p", "--project-name", help="Compose project name (default: COMPOSE_PROJECT_NAME, else localai).")]
 EnvFile = Annotated[str, typer.Option("--env-file", help="The base env file.")]
 
 
@@ -82,12 +88,12 @@ def up_or_plan(
     require_infisical: Annotated[bool, typer.Option("--require-infisical", help="Fail (exit 3) instead of falling back.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Don't call Infisical: use the last good export (exit 3 if none).")] = False,
     max_stale: Annotated[str, typer.Option("--max-stale", help="Oldest last good export to use: 30m, 12h, 7d.")] = "7d",
-    infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment [default: INFISICAL_ENVIRONMENT, else .infisical.json, else dev].")] = None,
-    infisical_path: Annotated[Optional[str], typer.Option("--infisical-path", help="Secret folder [default: INFISICAL_SECRET_PATH, else /].")] = None,
-    project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id [default: INFISICAL_PROJECT_ID].")] = None,
+    infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment (default: INFISICAL_ENVIRONMENT, else .infisical.json, else dev).")] = None,
+    infisical_path: Annotated[Optional[str], typer.Option("--infisical-path", help="Secret folder (default: INFISICAL_SECRET_PATH, else /).")] = None,
+    project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id (default: INFISICAL_PROJECT_ID).")] = None,
     infisical_timeout: Annotated[float, typer.Option("--infisical-timeout", min=1, help="Seconds for each Infisical CLI call.")] = 30.0,
     infisical_start_timeout: Annotated[float, typer.Option("--infisical-start-timeout", min=1, help="Seconds to wait for the local Infisical to be healthy.")] = 180.0,
-    file: Annotated[Optional[List[str]], typer.Option("-f", "--file", help="Compose file, repeatable [default: docker-compose.yml].")] = None,
+    file: Annotated[Optional[List[str]], typer.Option("-f", "--file", help="Compose file, repeatable (default: docker-compose.yml).")] = None,
     project_name: ProjectName = None,
     project_dir: ProjectDir = None,
     env_file: EnvFile = ".env",
