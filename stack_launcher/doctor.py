@@ -1,0 +1,667 @@
+"""`doctor`: every check a launch depends on, each a pass/fail line with the fix.
+
+Checks never print a value: they name keys, files and versions. Everything they show also
+passes through the masker of the known secret values, as a last line of defence. The slow
+probes (docker, compose, the Infisical CLI, the server, git) run concurrently, each with
+stdin closed and a timeout; a missing program is a failed check, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from .envfile import Header, read_exported, read_header
+from .errors import LauncherError
+from .masking import Masker
+from .output import Output
+from .process import Timeout, run_captured
+from .settings import Settings
+
+PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+
+# What the launcher asks of Compose, and the release that brought it (docker/docs,
+# content/manuals/compose/releases/release-notes.md). `up` and `down` need the first
+# three; `plan` needs the last two.
+COMPOSE_FEATURES = (
+    ((2, 17, 0), "up --wait-timeout (starting the local Infisical)", "up"),
+    ((2, 19, 0), "--progress as a top-level flag (up, down)", "up"),
+    ((2, 18, 0), "--dry-run (plan)", "plan"),
+    ((2, 29, 0), "--progress json (plan)", "plan"),
+)
+COMPOSE_MINIMUM = max(version for version, _, _ in COMPOSE_FEATURES)
+
+PROBE_TIMEOUT = 10.0  # seconds for each docker / infisical / git call
+HTTP_TIMEOUT = 3.0  # seconds for GET /api/status
+MAX_AGE = timedelta(days=7)  # the default --max-stale of `up`
+
+# The CLI takes any of these as an access token (reference: token precedence); the
+# launcher drops a bare TOKEN from the CLI's environment, so it is not one of ours.
+TOKEN_VARS = ("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "INFISICAL_TOKEN")
+CLIENT_ID, CLIENT_SECRET = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"
+INSTALL_CLI = ("install the Infisical CLI (https://infisical.com/docs/cli/overview: "
+               "`npm install -g @infisical/cli`, `brew install infisical/get-cli/infisical`, ...) "
+               "and make sure it is on PATH")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass | fail | warn | skip
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How the launcher would authenticate to Infisical; names only, never values."""
+
+    method: str  # "token" | "machine identity" | "user session" | "incomplete machine identity"
+    source: str  # e.g. "INFISICAL_TOKEN from .env"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def _which(program: str, shell: Mapping[str, str]) -> str | None:
+    return shutil.which(program, path=shell.get("PATH", os.defpath))
+
+
+def _origin(name: str, settings: Settings) -> str:
+    """Where a variable comes from, as the launcher reads it (shell beats .env)."""
+    return "the shell" if settings.shell.get(name) else settings.env_file.name
+
+
+def _first_line(text: str, masker: Masker) -> str:
+    """The most telling line of a program's error output (the CLI's 401 blocks: `Message:`)."""
+    lines = [line.strip() for line in masker.mask(text).splitlines() if line.strip()]
+    for prefix in ("Message:", "error", "Error"):
+        for line in lines:
+            if line.startswith(prefix):
+                return line
+    return lines[0] if lines else "no message"
+
+
+def _version_tuple(text: str) -> tuple[int, int, int] | None:
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def _dotted(version: Sequence[int]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def _run(argv: list[str], env: Mapping[str, str], cwd: Path | None = None, timeout: float = PROBE_TIMEOUT):
+    return run_captured(argv, env, timeout, cwd=str(cwd) if cwd else None)
+
+
+def _workspace_file(project_dir: Path) -> dict:
+    """`.infisical.json` as the CLI finds it: in the working directory or a parent."""
+    for folder in (project_dir, *project_dir.parents):
+        candidate = folder / ".infisical.json"
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+def _catalog(settings: Settings):
+    """(.env.example entries by key, or None, and why not)."""
+    path = settings.project_dir / ".env.example"
+    if not path.is_file():
+        return None, f"no .env.example in {settings.project_dir}"
+    from .catalog import load_catalog
+
+    try:
+        return load_catalog(path), ""
+    except LauncherError as exc:
+        return None, exc.message
+
+
+def _humanize(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _holds(names: Sequence[str]) -> str:
+    return "holds" if len(names) == 1 else "hold"
+
+
+def _names(keys: Sequence[str], limit: int = 12) -> str:
+    keys = list(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+# ------------------------------------------------------------------------------ docker
+
+def check_engine(settings: Settings) -> Check:
+    name = "docker-engine"
+    docker = _which("docker", settings.shell)
+    if docker is None:
+        return Check(name, FAIL, "the `docker` command is not on PATH",
+                     "install Docker Engine (Linux) or Docker Desktop, with the Compose v2 plugin")
+    try:
+        result = _run([docker, "version", "--format", "json"], settings.shell)
+    except Timeout as exc:
+        return Check(name, FAIL, f"`docker version` gave {exc}: the engine does not answer",
+                     "restart Docker (systemctl restart docker, or restart Docker Desktop)")
+    except OSError as exc:
+        return Check(name, FAIL, f"cannot run docker: {exc.strerror or exc.__class__.__name__}",
+                     "reinstall Docker, or check the permissions of the `docker` command")
+    server = None
+    try:
+        server = (json.loads(result.stdout) or {}).get("Server")
+    except (ValueError, AttributeError):
+        pass
+    if result.returncode == 0 and isinstance(server, dict):
+        version = server.get("Version", "?")
+        api = server.get("ApiVersion")
+        return Check(name, PASS, f"Docker Engine {version} reachable" + (f" (API {api})" if api else ""))
+    reason = _first_line(result.stderr, Masker())
+    if "permission denied" in reason.lower():
+        fix = ("let your user use Docker: `sudo usermod -aG docker $USER`, then log in again "
+               "(or run with sudo)")
+    else:
+        fix = "start Docker (systemctl start docker, or open Docker Desktop); check DOCKER_HOST and `docker context ls`"
+    return Check(name, FAIL, f"the Docker engine is not reachable: {reason}", fix)
+
+
+def check_compose(settings: Settings) -> Check:
+    name = "docker-compose"
+    need = (f"{_dotted(COMPOSE_MINIMUM)} or later; "
+            + ", ".join(f"{what} came in {_dotted(v)}" for v, what, _ in sorted(COMPOSE_FEATURES)))
+    docker = _which("docker", settings.shell)
+    if docker is None:
+        return Check(name, FAIL, "the `docker` command is not on PATH, so neither is `docker compose`",
+                     "install Docker Engine with the Compose v2 plugin, or Docker Desktop")
+    try:
+        result = _run([docker, "compose", "version", "--short"], settings.shell)
+    except Timeout as exc:
+        return Check(name, FAIL, f"`docker compose version` gave {exc}", "reinstall the Compose v2 plugin")
+    except OSError as exc:
+        return Check(name, FAIL, f"cannot run docker: {exc.strerror or exc.__class__.__name__}",
+                     "reinstall Docker")
+    version = _version_tuple(result.stdout) if result.returncode == 0 else None
+    if version is None:
+        return Check(name, FAIL, f"Compose v2 is not installed (`docker compose` fails: "
+                     f"{_first_line(result.stderr or result.stdout, Masker())})",
+                     "install the Compose v2 plugin (package docker-compose-plugin, or Docker Desktop); "
+                     "the old `docker-compose` v1 is not enough")
+    shown = f"Compose {_dotted(version)}"
+    if version[0] < 2:
+        return Check(name, FAIL, f"{shown} is Compose v1", f"install the Compose v2 plugin, {need}")
+    missing = [(v, what, used_by) for v, what, used_by in COMPOSE_FEATURES if version < v]
+    if any(used_by == "up" for _, _, used_by in missing):
+        return Check(name, FAIL, f"{shown} lacks " + ", ".join(what for _, what, _ in missing),
+                     f"upgrade Docker Compose to {need}")
+    if missing:
+        return Check(name, WARN, f"{shown} runs `up`, but `plan` needs " + ", ".join(what for _, what, _ in missing),
+                     f"upgrade Docker Compose to {_dotted(COMPOSE_MINIMUM)} or later")
+    return Check(name, PASS, f"{shown} (the launcher needs >= {_dotted(COMPOSE_MINIMUM)})")
+
+
+# ------------------------------------------------------------------------------ infisical
+
+def check_cli(settings: Settings, cli: str | None) -> Check:
+    name = "infisical-cli"
+    if cli is None:
+        return Check(name, FAIL, "the Infisical CLI (`infisical`) is not on PATH", INSTALL_CLI)
+    try:
+        result = _run([cli, "--version"], settings.shell, settings.project_dir)
+    except Timeout as exc:
+        return Check(name, FAIL, f"`infisical --version` gave {exc}", INSTALL_CLI)
+    except OSError as exc:
+        return Check(name, FAIL, f"cannot run {cli}: {exc.strerror or exc.__class__.__name__}", INSTALL_CLI)
+    m = re.search(r"version\s+v?(\d+\.\d+\.\d+\S*)", result.stdout)
+    if result.returncode != 0 or m is None:
+        return Check(name, FAIL, f"`infisical --version` failed (exit {result.returncode})", INSTALL_CLI)
+    return Check(name, PASS, f"Infisical CLI {m.group(1)} at {cli}")
+
+
+def auth_method(settings: Settings) -> Auth:
+    """The same order as the launch: a token, else a machine identity, else the user session."""
+    for var in TOKEN_VARS:
+        if settings.shell.get(var) or var in settings.credentials:
+            return Auth("token", f"{var} from {_origin(var, settings)}")
+    has_id, has_secret = CLIENT_ID in settings.credentials, CLIENT_SECRET in settings.credentials
+    if has_id and has_secret:
+        return Auth("machine identity", f"{CLIENT_ID} and {CLIENT_SECRET} from {_origin(CLIENT_SECRET, settings)}")
+    if has_id or has_secret:
+        present, absent = (CLIENT_ID, CLIENT_SECRET) if has_id else (CLIENT_SECRET, CLIENT_ID)
+        return Auth("incomplete machine identity", f"{present} is set but {absent} is not")
+    return Auth("user session", "no token and no machine identity: the CLI's own login")
+
+
+def _cli_env(settings: Settings) -> dict[str, str]:
+    """The CLI's environment as the launch builds it: no bare TOKEN, our credentials in."""
+    env = {k: v for k, v in settings.shell.items() if k != "TOKEN"}
+    for var, secret in settings.credentials.items():
+        env[var] = secret.reveal()
+    if settings.project_id:
+        env.setdefault("INFISICAL_PROJECT_ID", settings.project_id)
+    return env
+
+
+def check_auth(settings: Settings, cli: str | None, auth: Auth, masker: Masker) -> Check:
+    name = "infisical-auth"
+    env_name = settings.env_file.name
+    alternatives = (f"set {CLIENT_ID} and {CLIENT_SECRET} (a machine identity) or INFISICAL_TOKEN in {env_name}, "
+                    "or log in with `infisical login`")
+    if auth.method == "incomplete machine identity":
+        return Check(name, FAIL, auth.source, f"set both {CLIENT_ID} and {CLIENT_SECRET} in {env_name}")
+    if auth.method == "token":
+        return Check(name, PASS, f"token: {auth.source} (checked only by an export)")
+    if cli is None:
+        return Check(name, SKIP, f"{auth.method} ({auth.source}): cannot be checked without the Infisical CLI",
+                     "install the Infisical CLI (see infisical-cli)")
+    domain = [f"--domain={settings.api_url}"] if settings.api_url else []
+    if auth.method == "machine identity":
+        # The same login the launch does; its stdout (the access token) is dropped unread.
+        argv = [cli, "login", "--method=universal-auth", "--silent", "--plain", *domain]
+        what = "machine identity login"
+    else:
+        argv = [cli, "login", "status", "--json", *domain]  # exits 1 when not logged in
+        what = "`infisical login status`"
+    try:
+        result = _run(argv, _cli_env(settings), settings.project_dir, min(settings.timeout, PROBE_TIMEOUT))
+    except Timeout as exc:
+        return Check(name, FAIL, f"{auth.method}: {what} gave {exc}",
+                     "check that the Infisical server answers (see infisical-server)")
+    except OSError as exc:
+        return Check(name, FAIL, f"cannot run {cli}: {exc.strerror or exc.__class__.__name__}", INSTALL_CLI)
+    if auth.method == "machine identity":
+        if result.returncode == 0 and result.stdout.strip():
+            return Check(name, PASS, f"machine identity logs in ({auth.source})")
+        return Check(name, FAIL, f"machine identity login failed (exit {result.returncode}): "
+                     f"{_first_line(result.stderr, masker)}",
+                     f"check {CLIENT_ID} and {CLIENT_SECRET} in {env_name} (Organization > Access Control > "
+                     "Identities) and that the server answers")
+    if result.returncode == 0:
+        who = ""
+        try:
+            data = json.loads(result.stdout)
+            if isinstance(data, dict) and isinstance(data.get("email"), str) and data["email"]:
+                who = f" as {data['email']}"
+        except ValueError:
+            pass
+        return Check(name, PASS, f"user session: logged in{who}")
+    return Check(name, FAIL, "no token, no machine identity, and no user session (`infisical login status` "
+                 f"exit {result.returncode})", alternatives)
+
+
+def check_project(settings: Settings, auth: Auth) -> Check:
+    name = "infisical-project"
+    where = f"environment '{settings.infisical_env}', path '{settings.infisical_path}'"
+    if settings.project_id:
+        origin = _origin("INFISICAL_PROJECT_ID", settings) if (
+            settings.shell.get("INFISICAL_PROJECT_ID") or settings.dotenv.get("INFISICAL_PROJECT_ID")) else "--project-id"
+        return Check(name, PASS, f"project {settings.project_id} (INFISICAL_PROJECT_ID from {origin}), {where}")
+    workspace = _workspace_file(settings.project_dir).get("workspaceId")
+    fix = (f"set INFISICAL_PROJECT_ID=<id> in {settings.env_file.name} "
+           "(Infisical: Project settings > Project ID)")
+    if workspace and auth.method == "user session":
+        return Check(name, PASS, f"project {workspace} (.infisical.json workspaceId), {where}")
+    if workspace:
+        return Check(name, FAIL, f"a {auth.method} needs INFISICAL_PROJECT_ID; .infisical.json's "
+                     "workspaceId serves user sessions only", fix)
+    return Check(name, FAIL, "no project id: INFISICAL_PROJECT_ID is not set and there is no .infisical.json",
+                 fix + (", or run `infisical init`" if auth.method == "user session" else ""))
+
+
+def _domain(settings: Settings) -> tuple[str, str]:
+    """(the domain the CLI would use, where it is set); ("", "") for Infisical Cloud."""
+    if settings.api_url:
+        return settings.api_url, "INFISICAL_API_URL"
+    if settings.shell.get("INFISICAL_DOMAIN"):
+        return settings.shell["INFISICAL_DOMAIN"], "INFISICAL_DOMAIN"
+    domain = _workspace_file(settings.project_dir).get("domain")
+    if isinstance(domain, str) and domain:
+        return domain, ".infisical.json domain"
+    return "", ""
+
+
+def status_url(domain: str) -> str:
+    """`<domain>/api/status`; the CLI appends /api to a domain that lacks it."""
+    base = domain.rstrip("/")
+    if base.endswith("/api"):
+        base = base[: -len("/api")]
+    return base + "/api/status"
+
+
+def _display_url(url: str) -> str:
+    """The URL without user:password@, query or fragment."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _is_local_stack(settings: Settings) -> bool:
+    host = urllib.parse.urlsplit(settings.api_url).hostname if settings.api_url else None
+    return host in {"localhost", "127.0.0.1", "::1"} and (settings.project_dir / "infisical" / "docker-compose.yml").is_file()
+
+
+def _proxies(host: str, shell: Mapping[str, str]) -> dict[str, str]:
+    """The proxies the CLI would use, from the user's shell (not this process's environment,
+    which tests and wrappers may differ in); none for loopback or a NO_PROXY match."""
+    if host in {"localhost", "127.0.0.1", "::1"}:
+        return {}
+    no_proxy = shell.get("no_proxy") or shell.get("NO_PROXY") or ""
+    for entry in (e.strip().lstrip(".") for e in no_proxy.split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return {}
+    proxies = {}
+    for scheme in ("http", "https"):
+        value = shell.get(f"{scheme}_proxy") or shell.get(f"{scheme.upper()}_PROXY")
+        if value:
+            proxies[scheme] = value
+    return proxies
+
+
+def check_server(settings: Settings) -> Check:
+    name = "infisical-server"
+    domain, origin = _domain(settings)
+    if not domain:
+        return Check(name, SKIP, "INFISICAL_API_URL is not set: the CLI uses Infisical Cloud (not probed)",
+                     f"set INFISICAL_API_URL in {settings.env_file.name} for a self-hosted Infisical")
+    try:
+        url = status_url(domain)
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return Check(name, FAIL, f"{origin} is not a URL", f"set {origin} to e.g. http://localhost:8010")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return Check(name, FAIL, f"{origin} is not an http(s) URL", f"set {origin} to e.g. http://localhost:8010")
+    shown = _display_url(url)
+    if _is_local_stack(settings):
+        fix = (f"start the local Infisical: `python start_services.py up` starts it first, or "
+               f"`docker compose -p {settings.infisical_project_name} -f infisical/docker-compose.yml "
+               f"--env-file {settings.env_file.name} up -d --wait`")
+    else:
+        fix = f"check {origin} and that the Infisical server is up and reachable from here"
+    request = urllib.request.Request(url, headers={"User-Agent": "start_services-doctor"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(_proxies(parts.hostname, settings.shell)))
+    try:
+        with opener.open(request, timeout=HTTP_TIMEOUT) as response:
+            code = response.status
+    except urllib.error.HTTPError as exc:
+        return Check(name, FAIL, f"{shown} answered HTTP {exc.code}", fix)
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        text = getattr(reason, "strerror", None) or str(reason)
+        return Check(name, FAIL, f"no answer from {shown}: {text}", fix)
+    except (OSError, ValueError) as exc:  # timeouts, resets, bad URLs
+        text = "no answer within {:g} s".format(HTTP_TIMEOUT) if "timed out" in str(exc) else exc.__class__.__name__
+        return Check(name, FAIL, f"no answer from {shown}: {text}", fix)
+    if code != 200:
+        return Check(name, FAIL, f"{shown} answered HTTP {code}", fix)
+    return Check(name, PASS, f"{shown} answers ({origin})")
+
+
+# ------------------------------------------------------------------------------ env files
+
+def check_env_file(settings: Settings) -> Check:
+    name = "env-file"
+    if settings.env_file.is_file():
+        return Check(name, PASS, f"{settings.env_file.name} present ({len(settings.dotenv)} keys)")
+    return Check(name, FAIL, f"no {settings.env_file.name} in {settings.env_file.parent}",
+                 "run `python start_services.py init` to write one from .env.example")
+
+
+def check_placeholders(settings: Settings, catalog, why: str) -> Check:
+    """Secret and bootstrap keys left as .env.example has them: its non-empty default, or
+    empty where init would have generated a value. A key the export sets is fine: compose
+    takes .env.infisical's value over .env's."""
+    name = "placeholders"
+    if not settings.env_file.is_file():
+        return Check(name, SKIP, f"no {settings.env_file.name}")
+    if catalog is None:
+        return Check(name, SKIP, why)
+    exported = set(read_exported(settings.output))
+    left = []
+    for key, entry in catalog.items():
+        if not entry.sensitive or key not in settings.dotenv or key in exported:
+            continue
+        value = settings.dotenv[key]
+        if (entry.default and value == entry.default) or (not value and entry.fmt):
+            left.append(key)
+    if not left:
+        return Check(name, PASS, "no secret left as .env.example has it")
+    return Check(name, FAIL, f"left as .env.example has them (empty or the example value): {_names(left)}",
+                 "run `python start_services.py init` (it fills empty values and changes nothing that is set), "
+                 f"or set them in {settings.env_file.name}")
+
+
+def check_secrets_in_dotenv(settings: Settings, catalog, why: str) -> Check:
+    """Secrets that `migrate` would move: category secret (never bootstrap), and keys that
+    .env.example does not know but are named like secrets; with a value, and no `${`
+    (a reference Infisical would expand on export, so migrate leaves it)."""
+    name = "secrets-in-env-file"
+    if not settings.env_file.is_file():
+        return Check(name, SKIP, f"no {settings.env_file.name}")
+    from .launch import LAUNCHER_SETTINGS, SECRET_NAME
+
+    categories = {key: entry.category for key, entry in (catalog or {}).items()}
+    found = []
+    for key, value in settings.dotenv.items():
+        if not value or "${" in value or key in LAUNCHER_SETTINGS:
+            continue
+        category = categories.get(key)
+        if category == "secret" or (category is None and SECRET_NAME.search(key)):
+            found.append(key)
+    note = "" if catalog is not None else f" ({why}: judged by name only)"
+    if not found:
+        return Check(name, PASS, f"no secret (bootstrap ones aside) in {settings.env_file.name}{note}")
+    return Check(name, FAIL, f"{_plural(len(found), 'secret')} still in {settings.env_file.name}: {_names(found)}{note}",
+                 "move them into Infisical: `python start_services.py migrate` (a dry run), then "
+                 "`python start_services.py migrate --apply`")
+
+
+def check_export_mode(settings: Settings) -> Check:
+    name = "export-mode"
+    path = settings.output
+    if os.name != "posix":
+        return Check(name, SKIP, "file modes are POSIX-only: on Windows the file inherits its folder's ACL")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Check(name, SKIP, f"no {path.name} yet (`up` writes it, mode 0600)")
+    except OSError as exc:
+        return Check(name, FAIL, f"cannot read {path.name}: {exc.strerror}", f"check the permissions of {path}")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return Check(name, FAIL, f"{path.name} is mode {mode:04o}: other users (group or world) can read its secrets",
+                     f"chmod 600 {path.name}")
+    return Check(name, PASS, f"{path.name} is mode {mode:04o}")
+
+
+def _where(project: str, environment: str, path: str) -> str:
+    return f"project '{project or '(none)'}', environment '{environment}', path '{path}'"
+
+
+def check_export_age(settings: Settings, now: datetime | None = None) -> Check:
+    name = "export-age"
+    path = settings.output
+    if not path.exists():
+        return Check(name, SKIP, f"no {path.name} yet")
+    header: Header | None = read_header(path)
+    if header is None:
+        return Check(name, WARN, f"{path.name} has no header naming its source: the launcher did not write it, "
+                     "so it is never used as the last good export",
+                     "delete it; `python start_services.py up` writes a new one")
+    source = header.source
+    current = (settings.project_id, settings.infisical_env, settings.infisical_path)
+    source_fields = (source.project, source.environment, source.path)
+    if source_fields != current:
+        return Check(name, WARN, f"{path.name} came from {_where(*source_fields)}, not from the current "
+                     f"{_where(*current)}: it is never used as the last good export",
+                     "run `python start_services.py up` with Infisical reachable to export again")
+    if header.exported_at is None:
+        return Check(name, WARN, f"{path.name} does not say when it was exported",
+                     "run `python start_services.py up` with Infisical reachable to export again")
+    age = (now or datetime.now(timezone.utc)) - header.exported_at
+    if age > MAX_AGE:
+        return Check(name, WARN, f"{path.name} is {_humanize(age)} old, older than the default --max-stale "
+                     f"{_humanize(MAX_AGE)}: a launch without Infisical will not use it",
+                     "run `python start_services.py up` with Infisical reachable to export again")
+    return Check(name, PASS, f"{path.name} exported {_humanize(age)} ago")
+
+
+def _git_state(path: Path, shell: Mapping[str, str], git: str) -> str | None:
+    """"tracked", "ignored", "exposed" (neither), or None outside a work tree."""
+    folder, name = path.parent, path.name
+    tracked = _run([git, "ls-files", "--", name], shell, folder)
+    if tracked.returncode != 0:
+        return None  # not a repository (128), or git cannot tell
+    if tracked.stdout.strip():
+        return "tracked"
+    ignored = _run([git, "check-ignore", "-q", "--", name], shell, folder)
+    if ignored.returncode == 0:
+        return "ignored"
+    return "exposed" if ignored.returncode == 1 else None
+
+
+def check_git(settings: Settings) -> Check:
+    name = "git-ignore"
+    git = _which("git", settings.shell)
+    if git is None:
+        return Check(name, SKIP, "git is not installed: nothing to commit the secret files to")
+    files = [settings.env_file, settings.output]
+    states = {}
+    try:
+        for path in files:
+            if path.parent.is_dir():
+                states[path] = _git_state(path, settings.shell, git)
+    except (Timeout, OSError) as exc:
+        return Check(name, SKIP, f"git did not answer ({exc.__class__.__name__})")
+    if not any(state for state in states.values()):
+        return Check(name, SKIP, f"{settings.project_dir} is not in a git work tree")
+    tracked = [p.name for p, s in states.items() if s == "tracked"]
+    exposed = [p.name for p, s in states.items() if s == "exposed"]
+    if tracked:
+        return Check(name, FAIL, f"git tracks {' and '.join(tracked)}, which {_holds(tracked)} secrets",
+                     f"`git rm --cached {' '.join(tracked)}`, add {'it' if len(tracked) == 1 else 'them'} to "
+                     ".gitignore, and rotate the secrets that were committed")
+    if exposed:
+        return Check(name, FAIL, f".gitignore does not cover {' and '.join(exposed)}, which {_holds(exposed)} secrets",
+                     f"add {' and '.join(exposed)} to .gitignore")
+    return Check(name, PASS, f"git ignores {' and '.join(p.name for p in states)}")
+
+
+def check_shadowing(settings: Settings) -> Check:
+    """Keys of .env / .env.infisical that the shell exports with another value: compose
+    takes the shell's over both files."""
+    name = "shell-shadowing"
+    from .launch import shadowed_keys
+    from .secrets_source import LAST_GOOD, Obtained
+
+    shadowed = shadowed_keys(settings, Obtained(LAST_GOOD, read_exported(settings.output)))
+    if not shadowed:
+        return Check(name, PASS, f"no shell variable overrides a key of {settings.env_file.name} "
+                     f"or {settings.output.name}")
+    return Check(name, FAIL, f"your shell exports {_names(shadowed)}: docker compose would use the shell's value "
+                 f"over {settings.env_file.name} and {settings.output.name}",
+                 "unset " + " ".join(shadowed) + " (and remove the export from your shell profile)")
+
+
+# ------------------------------------------------------------------------------ running
+
+def _guarded(name: str, probe: Callable[[], Check]) -> Callable[[], Check]:
+    """A bug in one check must not hide the others, nor print a traceback (locals may hold
+    values): it becomes a failed check naming the exception type only."""
+    def run() -> Check:
+        try:
+            return probe()
+        except Exception as exc:  # noqa: BLE001
+            return Check(name, FAIL, f"doctor could not run this check ({exc.__class__.__name__})",
+                         "report this as a bug in the launcher")
+    return run
+
+
+def _masker(settings: Settings) -> Masker:
+    from .launch import dotenv_secret_values
+
+    values = [s.reveal() for s in settings.credentials.values()]
+    values += [s.reveal() for s in read_exported(settings.output).values()]
+    try:
+        values += dotenv_secret_values(settings)
+    except LauncherError:
+        values += list(settings.dotenv.values())
+    return Masker(values)
+
+
+def collect(settings: Settings) -> list[Check]:
+    """Every check, in a fixed order; the slow ones run concurrently."""
+    masker = _masker(settings)
+    cli = _which("infisical", settings.shell)
+    auth = auth_method(settings)
+    catalog, why = _catalog(settings)
+    probes: list[tuple[str, Callable[[], Check]]] = [
+        ("docker-engine", lambda: check_engine(settings)),
+        ("docker-compose", lambda: check_compose(settings)),
+        ("infisical-cli", lambda: check_cli(settings, cli)),
+        ("infisical-auth", lambda: check_auth(settings, cli, auth, masker)),
+        ("infisical-project", lambda: check_project(settings, auth)),
+        ("infisical-server", lambda: check_server(settings)),
+        ("env-file", lambda: check_env_file(settings)),
+        ("placeholders", lambda: check_placeholders(settings, catalog, why)),
+        ("secrets-in-env-file", lambda: check_secrets_in_dotenv(settings, catalog, why)),
+        ("export-mode", lambda: check_export_mode(settings)),
+        ("export-age", lambda: check_export_age(settings)),
+        ("git-ignore", lambda: check_git(settings)),
+        ("shell-shadowing", lambda: check_shadowing(settings)),
+    ]
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+        futures = [pool.submit(_guarded(name, probe)) for name, probe in probes]
+        checks = [future.result() for future in futures]
+    return [Check(c.name, c.status, masker.mask(c.detail), masker.mask(c.fix)) for c in checks]
+
+
+LABELS = {PASS: "PASS", FAIL: "FAIL", WARN: "WARN", SKIP: "SKIP"}
+
+
+def render_text(checks: list[Check]) -> list[str]:
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for check in checks:
+        lines.append(f"{LABELS[check.status]}  {check.name:<{width}}  {check.detail}")
+        if check.fix and check.status != PASS:
+            lines.append(f"      {'':<{width}}  fix: {check.fix}")
+    counts = {status: sum(c.status == status for c in checks) for status in LABELS}
+    lines.append(f"{len(checks)} checks: {counts[PASS]} passed, {counts[FAIL]} failed, "
+                 f"{_plural(counts[WARN], 'warning')}, {counts[SKIP]} skipped.")
+    return lines
+
+
+def run_doctor(settings: Settings, out: Output, as_json: bool = False) -> int:
+    """Run every check; print lines (or one JSON document) on stdout. 1 when any check failed."""
+    checks = collect(settings)
+    ok = not any(c.status == FAIL for c in checks)
+    if as_json:
+        out.result(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        for line in render_text(checks):
+            out.result(line)
+    return 0 if ok else 1
