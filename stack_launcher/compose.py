@@ -5,7 +5,6 @@ a failed compose call is diagnosed from its own output instead.
 """
 from __future__ import annotations
 
-import os
 import re
 from collections import deque
 from dataclasses import dataclass

@@ -23,9 +23,11 @@ from typing import Callable, Mapping, Sequence
 
 from .envfile import Header, read_exported, read_header
 from .errors import LauncherError
+from .infisical_source import cli_env
 from .masking import Masker
 from .output import Output
 from .process import Timeout, run_captured
+from .secrets_source import humanize_age, request_for
 from .settings import Settings
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
@@ -128,14 +130,6 @@ def _catalog(settings: Settings):
         return load_catalog(path), ""
     except LauncherError as exc:
         return None, exc.message
-
-
-def _humanize(age: timedelta) -> str:
-    seconds = max(0, int(age.total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _plural(count: int, word: str) -> str:
@@ -252,16 +246,6 @@ def auth_method(settings: Settings) -> Auth:
     return Auth("user session", "no token and no machine identity: the CLI's own login")
 
 
-def _cli_env(settings: Settings) -> dict[str, str]:
-    """The CLI's environment as the launch builds it: no bare TOKEN, our credentials in."""
-    env = {k: v for k, v in settings.shell.items() if k != "TOKEN"}
-    for var, secret in settings.credentials.items():
-        env[var] = secret.reveal()
-    if settings.project_id:
-        env.setdefault("INFISICAL_PROJECT_ID", settings.project_id)
-    return env
-
-
 def check_auth(settings: Settings, cli: str | None, auth: Auth, masker: Masker) -> Check:
     name = "infisical-auth"
     env_name = settings.env_file.name
@@ -283,7 +267,7 @@ def check_auth(settings: Settings, cli: str | None, auth: Auth, masker: Masker) 
         argv = [cli, "login", "status", "--json", *domain]  # exits 1 when not logged in
         what = "`infisical login status`"
     try:
-        result = _run(argv, _cli_env(settings), settings.project_dir, min(settings.timeout, PROBE_TIMEOUT))
+        result = _run(argv, cli_env(settings.shell, request_for(settings)), settings.project_dir, min(settings.timeout, PROBE_TIMEOUT))
     except Timeout as exc:
         return Check(name, FAIL, f"{auth.method}: {what} gave {exc}",
                      "check that the Infisical server answers (see infisical-server)")
@@ -523,10 +507,10 @@ def check_export_age(settings: Settings, now: datetime | None = None) -> Check:
                      "run `python start_services.py up` with Infisical reachable to export again")
     age = (now or datetime.now(timezone.utc)) - header.exported_at
     if age > MAX_AGE:
-        return Check(name, WARN, f"{path.name} is {_humanize(age)} old, older than the default --max-stale "
-                     f"{_humanize(MAX_AGE)}: a launch without Infisical will not use it",
+        return Check(name, WARN, f"{path.name} is {humanize_age(age)} old, older than the default --max-stale "
+                     f"{humanize_age(MAX_AGE)}: a launch without Infisical will not use it",
                      "run `python start_services.py up` with Infisical reachable to export again")
-    return Check(name, PASS, f"{path.name} exported {_humanize(age)} ago")
+    return Check(name, PASS, f"{path.name} exported {humanize_age(age)} ago")
 
 
 def _git_state(path: Path, shell: Mapping[str, str], git: str) -> str | None:

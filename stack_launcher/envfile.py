@@ -97,6 +97,47 @@ def write_private(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX; Windows cannot open a folder for this)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def backup_copy(path: Path, text: str) -> Path:
+    """A 0600 `<name>.bak-<timestamp>` beside `path` holding `text`, verified by reading it back.
+
+    Created with O_EXCL (never overwrites an older backup, never follows a symlink).
+    """
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for n in range(100):
+        backup = path.with_name(f"{path.name}.bak-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            fd = os.open(backup, flags, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as handle:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), 0o600)  # whatever the umask
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if backup.read_bytes() != text.encode("utf-8"):
+            raise LauncherError(f"the backup {backup.name} does not read back as written; {path.name} left as it is",
+                                BAD_CONFIG)
+        return backup
+    raise LauncherError(f"cannot find a free backup name next to {path}", BAD_CONFIG)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def cli_path() -> str | None:
     return shutil.which("infisical")
 
 
-def _cli_env(base: Mapping[str, str], request: Request) -> dict[str, str]:
+def cli_env(base: Mapping[str, str], request: Request) -> dict[str, str]:
     env = {k: v for k, v in base.items() if k != "TOKEN"}  # an unrelated TOKEN is taken as Infisical's
     for name, secret in request.credentials.items():
         env[name] = secret.reveal()
@@ -113,7 +113,7 @@ def connect(request: Request, base_env: Mapping[str, str], masker: Masker) -> tu
     if cli is None:
         raise Unavailable("the Infisical CLI is not on PATH (install it, or use --skip-infisical)")
     masker.add(s.reveal() for s in request.credentials.values())
-    env = _cli_env(base_env, request)
+    env = cli_env(base_env, request)
     has_token = any(env.get(name) for name in TOKEN_VARS[:2])
     if not has_token and env.get("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID") and env.get("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"):
         token = _login(cli, env, request, masker)

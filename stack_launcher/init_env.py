@@ -17,7 +17,6 @@ import os
 import re
 import stat
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +25,11 @@ from dotenv import dotenv_values
 
 from stack_launcher import errors
 from stack_launcher.catalog import ASSIGNMENT, Entry, parse_catalog
+from stack_launcher.envfile import backup_copy, write_private
 from stack_launcher.generate import generate
 
 DOCKER_TIMEOUT = 30
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX only; the symlink check above covers Windows
 
 
 @dataclass
@@ -72,14 +73,14 @@ def init_env(
     _refuse_init_only(catalog, plan, project_name, docker)
 
     if existing_text is None:
-        _write_atomic(env_file, _fresh_text(example_text, catalog, plan))
+        write_private(env_file, _fresh_text(example_text, catalog, plan))
         out.success(f"Wrote {env_file.name} (mode 0600) with {len(plan.generated)} generated secrets.")
     elif not plan.values:
         _tighten_mode(env_file, out)
         out.info(f"{env_file.name} already has every key of {example.name}; nothing changed.")
     else:
-        backup = _backup(env_file, existing_text)
-        _write_atomic(env_file, _completed_text(existing_text, example_text, catalog, plan))
+        backup = backup_copy(env_file, existing_text)
+        write_private(env_file, _completed_text(existing_text, example_text, catalog, plan))
         out.info(f"Backup of the previous {env_file.name}: {backup.name} (mode 0600)")
         if plan.added:
             out.success(f"Added to {env_file.name}: {', '.join(plan.added)}")
@@ -189,7 +190,7 @@ def _existing_volumes(docker: str, keys: list[str]) -> set[str]:
 
 def _read_existing(path: Path) -> str | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -251,49 +252,10 @@ def _completed_text(existing_text: str, example_text: str, catalog: dict[str, En
     return "".join(lines)
 
 
-def _backup(env_file: Path, text: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in range(100):
-        path = env_file.with_name(f"{env_file.name}.bak-{stamp}" + (f"-{n}" if n else ""))
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        return path
-    raise errors.LauncherError(f"cannot find a free backup name next to {env_file}", errors.BAD_CONFIG)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` with mode 0600: temp file in the same folder, fsync, rename.
-    os.replace swaps the directory entry, so a symlink at `path` is replaced, not followed."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _tighten_mode(path: Path, out) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    if not hasattr(os, "fchmod"):
+        return  # Windows: the file has the folder's ACL; POSIX modes don't apply
+    fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & 0o077:

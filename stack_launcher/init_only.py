@@ -5,7 +5,6 @@ no secret value (it reads the new one from the recreated container's own environ
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 from .settings import Settings
 

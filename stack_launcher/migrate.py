@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import infisical_source
-from .envfile import VALID_KEY, write_private
+from .envfile import VALID_KEY, backup_copy, write_private
 from .errors import BAD_CONFIG, INFISICAL_UNAVAILABLE, LauncherError
 from .launch import SECRET_NAME, dotenv_secret_values, require_dotenv
 from .masking import Masker
@@ -116,19 +115,6 @@ def without_keys(text: str, keys: set[str], when: str) -> str:
     return "".join(parts)
 
 
-def backup(env_file: Path, text: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = env_file.with_name(f"{env_file.name}.bak-{stamp}")
-    n = 1
-    while path.exists():
-        path = env_file.with_name(f"{env_file.name}.bak-{stamp}-{n}")
-        n += 1
-    write_private(path, text)
-    if path.read_text(encoding="utf-8") != text:  # a verified copy before anything is removed
-        raise LauncherError(f"the backup {path.name} does not read back as written; .env left as it is", BAD_CONFIG)
-    return path
-
-
 def migrate(settings: Settings, out: Output, apply: bool) -> int:
     require_dotenv(settings)
     plan = decide(settings)
@@ -183,7 +169,7 @@ def migrate(settings: Settings, out: Output, apply: bool) -> int:
 
     if verified:
         text = settings.env_file.read_text(encoding="utf-8")
-        saved = backup(settings.env_file, text)
+        saved = backup_copy(settings.env_file, text)
         write_private(settings.env_file, without_keys(text, verified, datetime.now().strftime("%Y-%m-%d")))
         out.success(f"Moved {len(verified)} secrets to Infisical and removed them from .env "
                     f"(backup: {saved.name}, mode 0600): {', '.join(sorted(verified))}")

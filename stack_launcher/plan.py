@@ -7,7 +7,6 @@ decision `up` takes (recomputing config hashes disagrees with compose for `env_f
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from pathlib import Path

@@ -40,7 +40,7 @@ def request_for(settings: Settings) -> infisical_source.Request:
 
 
 def humanize_age(age: timedelta) -> str:
-    seconds = int(age.total_seconds())
+    seconds = max(0, int(age.total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"

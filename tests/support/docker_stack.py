@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets as _random
 import subprocess
 from dataclasses import dataclass
