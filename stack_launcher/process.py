@@ -81,8 +81,8 @@ def run_streamed(argv: Sequence[str], env: Mapping[str, str], on_output: Callabl
         return proc.wait()
     except KeyboardInterrupt:
         try:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGINT)  # Windows: ValueError; the console already sent Ctrl-C
             proc.wait(timeout=15)
-        except (subprocess.TimeoutExpired, OSError):
+        except (subprocess.TimeoutExpired, OSError, ValueError):
             proc.kill()
         raise

@@ -282,3 +282,40 @@ def test_ctrl_c_while_waiting_for_infisical_exits_130_and_leaves_nothing(project
     assert "Traceback" not in err
     assert sorted(p.name for p in project.dir.iterdir() if p.name.startswith(".env")) == [".env"]
     assert project.running_services() == {}
+
+
+def fake_docker(tmp_path, script: str) -> str:
+    """A `docker` on PATH that answers like a machine without Compose v2 (no engine needed)."""
+    folder = tmp_path / "fakebin"
+    folder.mkdir()
+    (folder / "docker").write_text("#!/bin/sh\n" + script)
+    (folder / "docker").chmod(0o755)
+    return str(folder)
+
+
+def test_a_docker_without_compose_v2_is_one_clear_error(tmp_path, infisical_server):
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    (tmp_path / ".env").write_text("INFISICAL_TOKEN=tok-1\nINFISICAL_PROJECT_ID=proj-1\n")
+    infisical_server.set_secrets({"A": "value-a"})
+    env = dict(infisical_server.env)
+    env["PATH"] = fake_docker(tmp_path, "echo \"docker: 'compose' is not a docker command.\" >&2; exit 1\n") + ":" + env["PATH"]
+    result = subprocess.run([sys.executable, str(LAUNCHER)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 4
+    assert "Docker Compose v2 is not installed" in result.stderr
+
+
+def test_warns_when_git_would_commit_the_export(tmp_path, infisical_server):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")
+    (tmp_path / ".env").write_text("INFISICAL_TOKEN=tok-1\nINFISICAL_PROJECT_ID=proj-1\n")
+    infisical_server.set_secrets({"A": "value-a"})
+    env = dict(infisical_server.env)
+    env["PATH"] = fake_docker(tmp_path, "exit 0\n") + ":" + env["PATH"]
+    result = subprocess.run([sys.executable, str(LAUNCHER)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert ".gitignore does not cover .env.infisical" in result.stderr
+    (tmp_path / ".gitignore").write_text(".env\n.env.*\n")
+    result = subprocess.run([sys.executable, str(LAUNCHER)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert ".gitignore" not in result.stderr
