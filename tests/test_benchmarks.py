@@ -63,6 +63,9 @@ def test_the_benchmark_script_runs_with_small_sizes_and_reports_every_section(en
     assert rotation["recreated"] == {"launcher": [1], "raw": [1], "down_up": [services]}
     assert rotation["launcher_ms"] > 0 and rotation["raw_ms"] > 0 and rotation["down_up_ms"] > 0
     assert data["unchanged"]["recreated"] == {"launcher": [0], "raw": [0]}
+    parts = data["unchanged"]["breakdown"]
+    assert {"infisical export", "docker compose up"} <= set(parts["calls_ms"])
+    assert 0 < parts["own_ms"] < parts["wall_ms"] and 0 < parts["subprocesses_ms"] < parts["wall_ms"]
 
     cold = data["cold_start"]
     assert cold["sleep_by_hand_s"] >= cold["sleep_s"]
