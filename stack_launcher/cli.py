@@ -11,10 +11,10 @@ import re
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
-from typing_extensions import Annotated
+
 
 from . import __version__, errors
 from .errors import LauncherError

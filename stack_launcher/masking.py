@@ -9,7 +9,6 @@ since JSON escapes quotes, backslashes and newlines inside a value.
 from __future__ import annotations
 
 import json
-import re
 from typing import Iterable
 
 MIN_LENGTH = 6
@@ -17,35 +16,72 @@ MASK = "***"
 
 
 class Masker:
+    """Values are looked up by their first MIN_LENGTH characters, so building a masker and
+    masking a line cost the same for 10 secrets as for 10,000 (one alternation regex of
+    every value took 0.4 s to compile at 10,000)."""
+
     def __init__(self, values: Iterable[str] = ()) -> None:
-        self._values: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._by_prefix: dict[str, list[str]] = {}
         self._multiline_prefixes: list[str] = []
         self._buffer = ""
         self.add(values)
 
     def add(self, values: Iterable[str]) -> None:
-        new = {v for v in values if len(v) >= MIN_LENGTH} - self._values
-        if not new:
-            return
-        self._values |= new
-        ordered = sorted(self._values, key=len, reverse=True)  # longest first: no half-masks
-        self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
-        # Prefixes of multi-line values that end a line: what a held-back tail may be.
-        self._multiline_prefixes = sorted(
-            {v[: i + 1] for v in self._values for i, ch in enumerate(v) if ch == "\n" and i + 1 < len(v)},
-            key=len, reverse=True,
-        )
+        changed = set()
+        multiline = []
+        for value in values:
+            if len(value) < MIN_LENGTH:
+                continue
+            bucket = self._by_prefix.setdefault(value[:MIN_LENGTH], [])
+            if value not in bucket:
+                bucket.append(value)
+                changed.add(value[:MIN_LENGTH])
+                if "\n" in value:
+                    multiline.append(value)
+        for prefix in changed:
+            self._by_prefix[prefix].sort(key=len, reverse=True)  # longest first: no half-masks
+        if multiline:
+            # Prefixes of multi-line values that end a line: what a held-back tail may be.
+            new = {v[: i + 1] for v in multiline for i, ch in enumerate(v) if ch == "\n" and i + 1 < len(v)}
+            self._multiline_prefixes = sorted(set(self._multiline_prefixes) | new, key=len, reverse=True)
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """Where known values stand in `text`: leftmost first, the longest at each place."""
+        table = self._by_prefix
+        spans: list[tuple[int, int]] = []
+        if not table:
+            return spans
+        i, end = 0, len(text) - MIN_LENGTH
+        while i <= end:
+            candidates = table.get(text[i:i + MIN_LENGTH])
+            value = next((v for v in candidates if text.startswith(v, i)), None) if candidates else None
+            if value is None:
+                i += 1
+            else:
+                spans.append((i, i + len(value)))
+                i += len(value)
+        return spans
+
+    def _sub(self, text: str) -> str:
+        spans = self._spans(text)
+        if not spans:
+            return text
+        parts, start = [], 0
+        for begin, end in spans:
+            parts += (text[start:begin], MASK)
+            start = end
+        parts.append(text[start:])
+        return "".join(parts)
 
     def mask(self, text: str) -> str:
         """Mask a complete piece of text (a message, a whole output)."""
-        if self._pattern is None or not text:
+        if not self._by_prefix or not text:
             return text
         if text.lstrip().startswith(("{", "[")):
             decoded = self._mask_json(text)
             if decoded is not None:
                 return decoded
-        return self._pattern.sub(MASK, text)
+        return self._sub(text)
 
     def _mask_json(self, text: str) -> str | None:
         try:
@@ -59,7 +95,7 @@ class Masker:
 
     def _mask_value(self, value):
         if isinstance(value, str):
-            return self._pattern.sub(MASK, value) if self._pattern else value
+            return self._sub(value)
         if isinstance(value, list):
             return [self._mask_value(v) for v in value]
         if isinstance(value, dict):
@@ -72,18 +108,19 @@ class Masker:
         cut = self._buffer.rfind("\n") + 1
         if cut == 0:
             return []
+        region = self._buffer[:cut]
         if self._multiline_prefixes:
-            # A multi-line value may have begun in the tail we hold: keep the lines it spans.
-            masked_so_far = self._pattern.sub(MASK, self._buffer[:cut]) if self._pattern else self._buffer[:cut]
-            for prefix in self._multiline_prefixes:
-                if masked_so_far.endswith(prefix):
-                    start = self._buffer.rfind(prefix, 0, cut)
-                    cut = self._buffer.rfind("\n", 0, start) + 1
-                    break
+            # Hold back the lines where a multi-line value may have begun but not yet ended...
+            held = next((cut - len(p) for p in self._multiline_prefixes if region.endswith(p)), cut)
+            cut = region.rfind("\n", 0, held) + 1 if held < cut else cut
+            # ...and never cut through a value already complete.
+            for begin, end in reversed(self._spans(region)):
+                if begin < cut < end:
+                    cut = region.rfind("\n", 0, begin) + 1
         ready, self._buffer = self._buffer[:cut], self._buffer[cut:]
         if not ready:
             return []
-        masked = self._pattern.sub(MASK, ready) if self._pattern else ready
+        masked = self._sub(ready)
         return [self.mask(line) if line.lstrip().startswith("{") else line for line in masked.splitlines()]
 
     def flush(self) -> list[str]:
