@@ -43,6 +43,17 @@ def services_decided(events: str, project: str) -> dict[str, str]:
     return dict(sorted(decided.items()))
 
 
+def readable(line: str) -> str:
+    """A dry-run JSON event as the line a user reads: errors by their message, the rest dropped."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line
+    if isinstance(event, dict) and event.get("error"):
+        return str(event.get("message", line))
+    return ""
+
+
 def plan(settings: Settings, out: Output, max_stale) -> int:
     require_dotenv(settings)
     masker = Masker(dotenv_secret_values(settings))
@@ -80,7 +91,8 @@ def plan(settings: Settings, out: Output, max_stale) -> int:
         except Timeout as exc:
             raise LauncherError(f"docker compose --dry-run gave {exc}", BAD_CONFIG) from None
     if result.returncode != 0:
-        lines = masker.mask(result.stderr + result.stdout).splitlines()
+        lines = [readable(line) for line in masker.mask(result.stderr + result.stdout).splitlines()]
+        lines = [line for line in lines if line]
         compose.diagnose(compose.Outcome(result.returncode, tuple(lines)))
         for line in lines[-10:]:
             out.relay(line)
