@@ -41,8 +41,7 @@ def project(stack, infisical_server):
 
 def launch(project, *args, env=None, timeout=120):
     env = dict(project.infisical.env if env is None else env)
-    cmd = [sys.executable, str(LAUNCHER), *args, "-p", project.name] if args[:1] != ("down",) else \
-        [sys.executable, str(LAUNCHER), *args, "-p", project.name]
+    cmd = [sys.executable, str(LAUNCHER), *args, "-p", project.name]
     return subprocess.run(cmd, cwd=project.dir, env=env, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
