@@ -148,15 +148,12 @@ def down_cmd(
     out = Output(verbose=verbose, quiet=quiet)
 
     def run() -> int:
-        from .envfile import read_dotenv
         from .launch import down
 
-        root = (project_dir or Path.cwd()).resolve()
-        shell = dict(os.environ)
-        name = project_name or shell.get("COMPOSE_PROJECT_NAME") or read_dotenv(root / env_file).get("COMPOSE_PROJECT_NAME") or "localai"
-        code = down(name, root, shell, out)
+        settings = _settings(project_dir, env_file, project_name)  # the same project name `up` uses
+        code = down(settings.project_name, settings.project_dir, dict(settings.shell), out)
         if code == 0 and with_infisical:
-            code = down(f"{name}-infisical", root, shell, out)
+            code = down(settings.infisical_project_name, settings.project_dir, dict(settings.shell), out)
         return code
 
     _finish(run, out)
