@@ -445,7 +445,7 @@ def check_secrets_in_dotenv(settings: Settings, catalog, why: str) -> Check:
     name = "secrets-in-env-file"
     if not settings.env_file.is_file():
         return Check(name, SKIP, f"no {settings.env_file.name}")
-    from .launch import LAUNCHER_SETTINGS, SECRET_NAME
+    from .keys import LAUNCHER_SETTINGS, SECRET_NAME
 
     categories = {key: entry.category for key, entry in (catalog or {}).items()}
     found = []
@@ -558,10 +558,9 @@ def check_shadowing(settings: Settings) -> Check:
     """Keys of .env / .env.infisical that the shell exports with another value: compose
     takes the shell's over both files."""
     name = "shell-shadowing"
-    from .launch import shadowed_keys
-    from .secrets_source import LAST_GOOD, Obtained
+    from .keys import shadowed_keys
 
-    shadowed = shadowed_keys(settings, Obtained(LAST_GOOD, read_exported(settings.output)))
+    shadowed = shadowed_keys(settings, read_exported(settings.output))
     if not shadowed:
         return Check(name, PASS, f"no shell variable overrides a key of {settings.env_file.name} "
                      f"or {settings.output.name}")
@@ -585,7 +584,7 @@ def _guarded(name: str, probe: Callable[[], Check]) -> Callable[[], Check]:
 
 
 def _masker(settings: Settings) -> Masker:
-    from .launch import dotenv_secret_values
+    from .keys import dotenv_secret_values
 
     values = [s.reveal() for s in settings.credentials.values()]
     values += [s.reveal() for s in read_exported(settings.output).values()]

@@ -20,12 +20,12 @@ from pathlib import Path
 from . import infisical_source
 from .envfile import VALID_KEY, backup_copy, write_private
 from .errors import BAD_CONFIG, INFISICAL_UNAVAILABLE, LauncherError
-from .launch import SECRET_NAME, dotenv_secret_values, require_dotenv
+from .keys import SECRET_NAME, dotenv_secret_values, example_categories
 from .masking import Masker
 from .output import Output
 from .secret import Secret
 from .secrets_source import request_for
-from .settings import CREDENTIAL_VARS, Settings
+from .settings import CREDENTIAL_VARS, Settings, require_dotenv
 
 INTERPOLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -66,8 +66,6 @@ def compose_values(settings: Settings, keys: list[str]) -> dict[str, str]:
 
 
 def decide(settings: Settings) -> MigrationPlan:
-    from .launch import example_categories
-
     categories = example_categories(settings.project_dir)
     plan = MigrationPlan()
     candidates = []

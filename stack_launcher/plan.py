@@ -14,12 +14,12 @@ from pathlib import Path
 from . import bootstrap, compose, init_only
 from .envfile import read_exported, render, write_private
 from .errors import BAD_CONFIG, LauncherError
-from .launch import diff_secrets, dotenv_secret_values, report_origin, require_dotenv
+from .keys import dotenv_secret_values
 from .masking import Masker
 from .output import Output
 from .process import Timeout, run_captured
-from .secrets_source import FRESH, LAST_GOOD, obtain, request_for
-from .settings import Settings
+from .secrets_source import FRESH, LAST_GOOD, diff_secrets, obtain, report_origin, request_for
+from .settings import Settings, require_dotenv
 
 DECISIONS = {"Create": "create", "Creating": "create", "Recreate": "recreate", "Running": "untouched"}
 

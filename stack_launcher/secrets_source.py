@@ -13,6 +13,7 @@ from . import infisical_source
 from .envfile import Source, read_exported, read_header
 from .errors import INFISICAL_UNAVAILABLE, LauncherError
 from .masking import Masker
+from .output import Output
 from .secret import Secret
 from .settings import SecretsMode, Settings
 
@@ -92,3 +93,42 @@ def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable
             return Obtained(LAST_GOOD, secrets, reason=f"{reason}; using the last good export, {note}")
         return Obtained(DOTENV_ONLY, reason=f"{reason}; {note}" if settings.output.exists() else reason)
     return Obtained(FRESH, export.secrets, warnings=tuple(export.warnings))
+
+
+@dataclass(frozen=True)
+class Diff:
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def describe(self) -> str:
+        parts = [f"{label}: {', '.join(keys)}" for label, keys in
+                 (("added", self.added), ("changed", self.changed), ("removed", self.removed)) if keys]
+        return "; ".join(parts)
+
+
+def diff_secrets(old: dict, new: dict) -> Diff:
+    return Diff(
+        added=sorted(new.keys() - old.keys()),
+        removed=sorted(old.keys() - new.keys()),
+        changed=sorted(k for k in new.keys() & old.keys() if new[k] != old[k]),
+    )
+
+
+def report_origin(obtained: Obtained, settings: Settings, out: Output) -> None:
+    where = f"environment '{settings.infisical_env}', path '{settings.infisical_path}'"
+    if obtained.origin == FRESH:
+        out.info(f"Secrets: {len(obtained.secrets)} from Infisical ({where}).")
+    elif obtained.origin == LAST_GOOD:
+        out.warn(f"Infisical unavailable: {obtained.reason}.")
+        out.info(f"Secrets: {len(obtained.secrets)} from the last good export {settings.output.name}.")
+    elif obtained.reason == "--skip-infisical":
+        out.info(f"Secrets: {settings.env_file.name} only (--skip-infisical).")
+    else:
+        out.warn(f"Infisical unavailable: {obtained.reason}.")
+        out.info(f"Secrets: falling back to {settings.env_file.name} only.")
+    for warning in obtained.warnings:
+        out.warn(warning)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .envfile import read_dotenv
+from .errors import BAD_CONFIG, LauncherError
 from .secret import Secret
 
 DEFAULT_PROJECT_NAME = "localai"
@@ -129,3 +130,11 @@ def resolve(
         credentials=credentials,
         shell=shell,
     )
+
+
+def require_dotenv(settings: Settings) -> None:
+    if not settings.env_file.is_file():
+        raise LauncherError(
+            f"no {settings.env_file.name} in {settings.project_dir}", BAD_CONFIG,
+            "run `python start_services.py init` to write one from .env.example",
+        )
