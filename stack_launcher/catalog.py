@@ -45,14 +45,6 @@ class Entry:
         return self.category != "config"
 
 
-def parse_value(raw: str) -> str:
-    """The value of a simple dotenv assignment: quotes removed, ` #` comment dropped."""
-    raw = raw.strip()
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-        return raw[1:-1]
-    return re.split(r"\s#", raw, maxsplit=1)[0].rstrip()
-
-
 def _parse_marker(text: str, where: str) -> tuple[str, dict[str, str]]:
     words = text[len(MARKER):].split()
     if not words:
@@ -99,6 +91,9 @@ def _check(entry: Entry, where: str) -> None:
 
 
 def parse_catalog(text: str, source: str = ".env.example") -> dict[str, Entry]:
+    from .envfile import parse_dotenv
+
+    values = parse_dotenv(text)  # defaults as python-dotenv reads them; the markers are ours
     entries: dict[str, Entry] = {}
     pending: tuple[int, str, dict[str, str]] | None = None
     for number, line in enumerate(text.splitlines(), start=1):
@@ -127,7 +122,7 @@ def parse_catalog(text: str, source: str = ".env.example") -> dict[str, Entry]:
         entry = Entry(
             key=key,
             category=category,
-            default=parse_value(match.group(2)),
+            default=values.get(key, ""),
             fmt=attrs.get("format"),
             init_only=attrs.get("init-only"),
             volume=attrs.get("volume"),
@@ -142,8 +137,9 @@ def parse_catalog(text: str, source: str = ".env.example") -> dict[str, Entry]:
 
 def load_catalog(path: Path) -> dict[str, Entry]:
     """Entries of `path` by key, in file order. LauncherError(BAD_CONFIG) naming file:line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise errors.LauncherError(f"cannot read {path}: {exc.strerror}", errors.BAD_CONFIG) from None
-    return parse_catalog(text, str(path))
+    from .envfile import read_text
+
+    text = read_text(path)
+    if text is None:
+        raise errors.LauncherError(f"no {path.name} in {path.parent}", errors.BAD_CONFIG)
+    return parse_catalog(text.removeprefix("\ufeff"), str(path))

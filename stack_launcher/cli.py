@@ -6,20 +6,25 @@ typer is told never to show local variables (they can hold secret values).
 """
 from __future__ import annotations
 
+import math
 import os
-import re
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-
 from . import __version__, errors
 from .errors import LauncherError
 from .output import Output
-from .settings import Environment, Profile, SecretsMode
+from .settings import (
+    DEFAULT_MAX_STALE,
+    Environment,
+    Profile,
+    SecretsMode,
+    parse_duration,
+)
+
 
 def _fancy() -> bool:
     """Rich help and errors on a terminal; plain text when piped or NO_COLOR is set."""
@@ -60,11 +65,19 @@ def main_callback(
     """
 
 
-def parse_duration(text: str) -> timedelta:
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text or "")
-    if not m:
-        raise typer.BadParameter("use a number and a unit: 30m, 12h, 7d")
-    return timedelta(seconds=int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
+def _duration(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return text
+
+
+def _seconds(value: float) -> float:
+    """A finite number of seconds, at most a day (inf, nan and 1e300 are usage errors)."""
+    if not math.isfinite(value) or not 1 <= value <= 86400:
+        raise typer.BadParameter("use a number of seconds from 1 to 86400")
+    return value
 
 
 def _mode(skip: bool, require: bool, offline: bool) -> SecretsMode:
@@ -80,59 +93,107 @@ def _mode(skip: bool, require: bool, offline: bool) -> SecretsMode:
     return SecretsMode.fresh
 
 
-def up_or_plan(
-    ctx: typer.Context,
-    profile: Annotated[Profile, typer.Option("--profile", help="Compose profile; `none` means no profile at all.")] = Profile.cpu,
-    environment: Annotated[Environment, typer.Option("--environment", help="Adds docker-compose.override.<environment>.yml when it exists.")] = Environment.private,
-    skip_infisical: Annotated[bool, typer.Option("--skip-infisical", help="Don't call Infisical: .env only.")] = False,
-    require_infisical: Annotated[bool, typer.Option("--require-infisical", help="Fail (exit 3) instead of falling back.")] = False,
-    offline: Annotated[bool, typer.Option("--offline", help="Don't call Infisical: use the last good export (exit 3 if none).")] = False,
-    max_stale: Annotated[str, typer.Option("--max-stale", help="Oldest last good export to use: 30m, 12h, 7d.")] = "7d",
-    infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment (default: INFISICAL_ENVIRONMENT, else .infisical.json, else dev).")] = None,
-    infisical_path: Annotated[Optional[str], typer.Option("--infisical-path", help="Secret folder (default: INFISICAL_SECRET_PATH, else /).")] = None,
-    project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id (default: INFISICAL_PROJECT_ID).")] = None,
-    infisical_timeout: Annotated[float, typer.Option("--infisical-timeout", min=1, help="Seconds for each Infisical CLI call.")] = 30.0,
-    infisical_start_timeout: Annotated[float, typer.Option("--infisical-start-timeout", min=1, help="Seconds to wait for the local Infisical to be healthy.")] = 180.0,
-    file: Annotated[Optional[List[str]], typer.Option("-f", "--file", help="Compose file, repeatable (default: docker-compose.yml).")] = None,
-    project_name: ProjectName = None,
-    project_dir: ProjectDir = None,
-    env_file: EnvFile = ".env",
-    output: Annotated[str, typer.Option("--output", help="The exported file.")] = ".env.infisical",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; change nothing.")] = False,
-    verbose: Verbose = False,
-    quiet: Quiet = False,
-) -> None:
-    out = Output(verbose=verbose, quiet=quiet)
+ProfileOpt = Annotated[Profile, typer.Option("--profile", help="Compose profile; `none` means no profile at all.")]
+EnvironmentOpt = Annotated[Environment, typer.Option("--environment", help="Adds docker-compose.override.<environment>.yml when it exists.")]
+SkipOpt = Annotated[bool, typer.Option("--skip-infisical", help="Don't call Infisical: .env only.")]
+RequireOpt = Annotated[bool, typer.Option("--require-infisical", help="Fail (exit 3) instead of falling back.")]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="Don't call Infisical: use the last good export (exit 3 if none).")]
+MaxStaleOpt = Annotated[str, typer.Option("--max-stale", callback=_duration, help="Oldest last good export to use: 30m, 12h, 7d.")]
+InfisicalEnvOpt = Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment (default: INFISICAL_ENVIRONMENT, else .infisical.json, else dev).")]
+InfisicalPathOpt = Annotated[Optional[str], typer.Option("--infisical-path", help="Secret folder (default: INFISICAL_SECRET_PATH, else /).")]
+ProjectIdOpt = Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id (default: INFISICAL_PROJECT_ID).")]
+TimeoutOpt = Annotated[float, typer.Option("--infisical-timeout", callback=_seconds, help="Seconds for each Infisical CLI call.")]
+StartTimeoutOpt = Annotated[float, typer.Option("--infisical-start-timeout", callback=_seconds, help="Seconds to wait for the local Infisical to be healthy.")]
+FileOpt = Annotated[Optional[List[str]], typer.Option("-f", "--file", help="Compose file, repeatable (default: docker-compose.yml).")]
+OutputOpt = Annotated[str, typer.Option("--output", help="The exported file.")]
+
+
+def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infisical: bool, require_infisical: bool,
+            offline: bool, max_stale: str, infisical_env, infisical_path, project_id, infisical_timeout: float,
+            infisical_start_timeout: float, file, project_name, project_dir, env_file: str, output: str,
+            dry_run: bool, out: Output) -> None:
     stale = parse_duration(max_stale)
-    plan = ctx.info_name == "plan"
 
     def run() -> int:
         from . import settings as settings_mod
 
-        settings = settings_mod.resolve(
-            project_dir=project_dir, env_file=env_file, output=output, files=file, project_name=project_name,
-            profile=profile.value, environment=environment.value, mode=_mode(skip_infisical, require_infisical, offline),
-            infisical_env=infisical_env, infisical_path=infisical_path, project_id=project_id, timeout=infisical_timeout,
-        )
+        def resolve():
+            return settings_mod.resolve(
+                project_dir=project_dir, env_file=env_file, output=output, files=file, project_name=project_name,
+                profile=profile.value, environment=environment.value,
+                mode=_mode(skip_infisical, require_infisical, offline), infisical_env=infisical_env,
+                infisical_path=infisical_path, project_id=project_id, timeout=infisical_timeout,
+            )
+
         if plan:
             from .plan import plan as run_plan
 
-            return run_plan(settings, out, max_stale=stale)
+            return run_plan(resolve(), out, max_stale=stale)
         from .launch import up
 
         if dry_run:
-            return up(settings, out, dry_run=True, max_stale=stale, start_timeout=infisical_start_timeout)
+            return up(resolve(), out, dry_run=True, max_stale=stale, start_timeout=infisical_start_timeout)
         from .lock import project_lock
 
-        with project_lock(settings.project_dir, "the stack"):
-            return up(settings, out, max_stale=stale, start_timeout=infisical_start_timeout)
+        with project_lock(settings_mod.project_root(project_dir), "the stack"):
+            return up(resolve(), out, max_stale=stale, start_timeout=infisical_start_timeout)
 
     _finish(run, out)
 
 
-up_or_plan.__doc__ = "Export the secrets and start the stack (the default command)."
-app.command("up")(up_or_plan)
-app.command("plan", help="Show what `up` would change (secrets and services); change nothing.")(up_or_plan)
+@app.command("up")
+def up_cmd(
+    profile: ProfileOpt = Profile.cpu,
+    environment: EnvironmentOpt = Environment.private,
+    skip_infisical: SkipOpt = False,
+    require_infisical: RequireOpt = False,
+    offline: OfflineOpt = False,
+    max_stale: MaxStaleOpt = DEFAULT_MAX_STALE,
+    infisical_env: InfisicalEnvOpt = None,
+    infisical_path: InfisicalPathOpt = None,
+    project_id: ProjectIdOpt = None,
+    infisical_timeout: TimeoutOpt = 30.0,
+    infisical_start_timeout: StartTimeoutOpt = 180.0,
+    file: FileOpt = None,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    output: OutputOpt = ".env.infisical",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; change nothing.")] = False,
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Export the secrets and start the stack (the default command)."""
+    _launch(False, **_without(locals(), "verbose", "quiet"), out=Output(verbose=verbose, quiet=quiet))
+
+
+@app.command("plan")
+def plan_cmd(
+    profile: ProfileOpt = Profile.cpu,
+    environment: EnvironmentOpt = Environment.private,
+    skip_infisical: SkipOpt = False,
+    require_infisical: RequireOpt = False,
+    offline: OfflineOpt = False,
+    max_stale: MaxStaleOpt = DEFAULT_MAX_STALE,
+    infisical_env: InfisicalEnvOpt = None,
+    infisical_path: InfisicalPathOpt = None,
+    project_id: ProjectIdOpt = None,
+    infisical_timeout: TimeoutOpt = 30.0,
+    file: FileOpt = None,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    output: OutputOpt = ".env.infisical",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Show what `up` would change (secrets and services); change nothing, start nothing."""
+    _launch(True, **_without(locals(), "verbose", "quiet"), infisical_start_timeout=0, dry_run=False,
+            out=Output(verbose=verbose, quiet=quiet))
+
+
+def _without(options: dict, *names: str) -> dict:
+    return {k: v for k, v in options.items() if k not in names}
 
 
 @app.command("down")
@@ -182,9 +243,10 @@ def init_cmd(
     def run() -> int:
         from .init_env import init_env
         from .lock import project_lock
+        from .settings import project_root
 
-        settings = _settings(project_dir, env_file, project_name)
-        with project_lock(settings.project_dir, "init"):
+        with project_lock(project_root(project_dir), "init"):
+            settings = _settings(project_dir, env_file, project_name)  # read under the lock
             return init_env(settings.project_dir, Path(env_file), Path(".env.example"), settings.project_name, out)
 
     _finish(run, out)
@@ -221,7 +283,7 @@ def migrate_cmd(
     infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment to move to.")] = None,
     infisical_path: Annotated[Optional[str], typer.Option("--infisical-path", help="Secret folder to move to.")] = None,
     project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id.")] = None,
-    infisical_timeout: Annotated[float, typer.Option("--infisical-timeout", min=1, help="Seconds for each Infisical CLI call.")] = 30.0,
+    infisical_timeout: TimeoutOpt = 30.0,
     project_name: ProjectName = None,
     project_dir: ProjectDir = None,
     env_file: EnvFile = ".env",
@@ -234,19 +296,28 @@ def migrate_cmd(
     def run() -> int:
         from .lock import project_lock
         from .migrate import migrate
+        from .settings import project_root
 
-        settings = _settings(project_dir, env_file, project_name, infisical_env, infisical_path, project_id,
+        def resolve():
+            return _settings(project_dir, env_file, project_name, infisical_env, infisical_path, project_id,
                              infisical_timeout)
+
         if not apply:
-            return migrate(settings, out, apply=False)
-        with project_lock(settings.project_dir, "migrate"):
-            return migrate(settings, out, apply=True)
+            return migrate(resolve(), out, apply=False)
+        with project_lock(project_root(project_dir), "migrate"):
+            return migrate(resolve(), out, apply=True)  # decides and rewrites from one read of .env
 
     _finish(run, out)
 
 
 def _finish(run, out: Output) -> None:
-    """The one error handler: LauncherError -> its line and code; Ctrl-C -> 130."""
+    """The one error handler. LauncherError -> its line and code; a file or encoding problem
+    -> one line, exit 6; Ctrl-C -> 130, SIGTERM -> 143, SIGHUP -> 129; anything else -> one
+    line asking for a report, exit 70. A traceback only with --verbose, never with locals
+    (they may hold secret values)."""
+    from .process import Terminated, install_signal_handlers
+
+    install_signal_handlers()
     try:
         code = run()
     except LauncherError as exc:
@@ -257,7 +328,35 @@ def _finish(run, out: Output) -> None:
     except KeyboardInterrupt:
         out.error("interrupted")
         code = errors.INTERRUPTED
+    except Terminated as exc:
+        out.error(f"stopped by {exc}")
+        code = exc.exit_code
+    except (OSError, UnicodeError) as exc:
+        out.error(_describe_os_error(exc))
+        _traceback(out)
+        code = errors.BAD_CONFIG
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        out.error(f"unexpected {exc.__class__.__name__}; please report this (run again with --verbose for details)")
+        _traceback(out)
+        code = errors.UNEXPECTED
     raise typer.Exit(code)
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeError):
+        return f"a file is not valid UTF-8 text ({exc.__class__.__name__})"
+    where = getattr(exc, "filename", None)
+    what = getattr(exc, "strerror", None) or exc.__class__.__name__
+    return f"{where}: {what}" if where else what
+
+
+def _traceback(out: Output) -> None:
+    """The stack, file and line only: no message (it may quote a value), no locals."""
+    if out.verbose:
+        import traceback
+
+        for frame in traceback.extract_tb(sys.exc_info()[2]):
+            out.detail(f"  at {frame.filename}:{frame.lineno} in {frame.name}")
 
 
 def main() -> None:

@@ -14,33 +14,47 @@ from typing import Mapping, Sequence
 from .errors import BAD_CONFIG, DOCKER_UNAVAILABLE, LauncherError
 from .masking import Masker
 from .output import Output
-from .process import run_streamed
+from .process import Result, Timeout, run_captured, run_streamed
 
 
 @dataclass(frozen=True)
 class Target:
-    """Which compose project a command acts on, and with which files."""
+    """Which compose project a command acts on, and with which files.
+
+    `profiles`: the `--profile` values; () for none at all, ("*",) for every profile."""
 
     project_dir: Path
     project_name: str
     files: tuple[Path, ...]
     env_files: tuple[Path, ...]
-    profile: str | None
+    profiles: tuple[str, ...] = ()
 
-    def args(self) -> list[str]:
-        argv = ["docker", "compose", "-p", self.project_name, "--project-directory", str(self.project_dir)]
+    def args(self, dry_run: bool = False) -> list[str]:
+        argv = ["docker", "compose"] + (["--dry-run"] if dry_run else [])
+        argv += ["-p", self.project_name, "--project-directory", str(self.project_dir)]
         for path in self.files:
             argv += ["-f", str(path)]
         for path in self.env_files:  # later files win; compose skips the implicit .env once one is given
             argv += ["--env-file", str(path)]
-        if self.profile:
-            argv += ["--profile", self.profile]
+        for profile in self.profiles:
+            argv += ["--profile", profile]
         return argv
 
+    def up(self) -> list[str]:
+        """Start or update in the background; plain progress, so every line can be masked."""
+        return self.args() + ["--progress", "plain", "up", "-d"]
 
-def up_argv(target: Target, wait: bool = False) -> list[str]:
-    argv = target.args() + ["--progress", "plain", "up", "-d"]
-    return argv + ["--wait"] if wait else argv
+    def up_wait(self, timeout: float) -> list[str]:
+        """Start and wait until healthy (Compose >= 2.17 for --wait-timeout)."""
+        return self.up() + ["--wait", "--wait-timeout", str(max(1, int(timeout)))]
+
+    def dry_run_up(self) -> list[str]:
+        """Compose's own plan of `up -d`, one JSON event a line (>= 2.29); changes nothing."""
+        return self.args(dry_run=True) + ["--progress", "json", "up", "-d"]
+
+    def config_json(self) -> list[str]:
+        """The resolved model, every value interpolated (`$` shows as `$$`)."""
+        return self.args() + ["config", "--format", "json"]
 
 
 def down_argv(project_name: str, project_dir: Path) -> list[str]:
@@ -51,13 +65,17 @@ def down_argv(project_name: str, project_dir: Path) -> list[str]:
             "--progress", "plain", "down", "--remove-orphans"]
 
 
-def compose_env(shell: Mapping[str, str], profile: str | None) -> dict[str, str]:
+def compose_env(shell: Mapping[str, str], profiles: tuple[str, ...]) -> dict[str, str]:
     env = dict(shell)
-    if profile is None:
+    if not profiles:
         env["COMPOSE_PROFILES"] = ""  # `--profile none`: beat a COMPOSE_PROFILES in an env file
     else:
         env.pop("COMPOSE_PROFILES", None)
     return env
+
+
+def version_argv() -> list[str]:
+    return ["docker", "compose", "version", "--short"]
 
 
 def display(argv: Sequence[str]) -> str:
@@ -81,25 +99,43 @@ class Outcome:
         return found
 
 
-def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output, cwd: Path) -> Outcome:
+def _no_docker() -> LauncherError:
+    return LauncherError("Docker is not installed: the `docker` command is not on PATH", DOCKER_UNAVAILABLE,
+                         "install Docker Engine (Linux) or Docker Desktop, with Compose v2")
+
+
+def capture(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 120) -> Result:
+    """Run a compose command whose output is data (config, a dry run): raw, unmasked; the
+    caller masks whatever it shows. LauncherError when docker is missing or does not answer."""
+    try:
+        return run_captured(argv, env, timeout, cwd=str(cwd))
+    except FileNotFoundError:
+        raise _no_docker() from None
+    except Timeout as exc:
+        raise LauncherError(f"docker compose gave {exc}", DOCKER_UNAVAILABLE,
+                            "check that the Docker engine answers (`docker info`)") from None
+
+
+def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output, cwd: Path,
+        timeout: float | None = None, quiet: bool = False) -> Outcome:
+    """Run a compose command, relaying its output line by line, masked (only with --verbose
+    when `quiet`). Raises process.Timeout."""
     tail: deque[str] = deque(maxlen=60)
+    show = out.detail if quiet else out.relay
 
     def relay(chunk: str) -> None:
         for line in masker.feed(chunk):
             tail.append(line)
-            out.relay(line)
+            show(line)
 
     try:
-        code = run_streamed(argv, env, relay, cwd=str(cwd))
+        code = run_streamed(argv, env, relay, cwd=str(cwd), timeout=timeout)
     except FileNotFoundError:
-        raise LauncherError(
-            "Docker is not installed: the `docker` command is not on PATH",
-            DOCKER_UNAVAILABLE, "install Docker Engine (Linux) or Docker Desktop, with Compose v2",
-        ) from None
+        raise _no_docker() from None
     finally:
         for line in masker.flush():
             tail.append(line)
-            out.relay(line)
+            show(line)
     outcome = Outcome(code, tuple(tail))
     if code != 0:
         diagnose(outcome)

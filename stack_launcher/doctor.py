@@ -17,18 +17,27 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from . import compose, gitcheck
 from .envfile import Header, read_exported, read_header
-from .errors import LauncherError
-from .infisical_source import cli_env
+from .errors import BAD_CONFIG, FAILED, OK
+from .infisical_source import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    Auth,
+    auth_method,
+    cli_env,
+    first_line,
+)
+from .keys import Classes
 from .masking import Masker
 from .output import Output
 from .process import Timeout, run_captured
 from .secrets_source import humanize_age, request_for
-from .settings import Settings
+from .settings import DEFAULT_MAX_STALE, Settings, parse_duration
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 
@@ -45,12 +54,8 @@ COMPOSE_MINIMUM = max(version for version, _, _ in COMPOSE_FEATURES)
 
 PROBE_TIMEOUT = 10.0  # seconds for each docker / infisical / git call
 HTTP_TIMEOUT = 3.0  # seconds for GET /api/status
-MAX_AGE = timedelta(days=7)  # the default --max-stale of `up`
+MAX_AGE = parse_duration(DEFAULT_MAX_STALE)  # what `up` uses without --max-stale
 
-# The CLI takes any of these as an access token (reference: token precedence); the
-# launcher drops a bare TOKEN from the CLI's environment, so it is not one of ours.
-TOKEN_VARS = ("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "INFISICAL_TOKEN")
-CLIENT_ID, CLIENT_SECRET = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"
 INSTALL_CLI = ("install the Infisical CLI (https://infisical.com/docs/cli/overview: "
                "`npm install -g @infisical/cli`, `brew install infisical/get-cli/infisical`, ...) "
                "and make sure it is on PATH")
@@ -64,14 +69,6 @@ class Check:
     fix: str = ""
 
 
-@dataclass(frozen=True)
-class Auth:
-    """How the launcher would authenticate to Infisical; names only, never values."""
-
-    method: str  # "token" | "machine identity" | "user session" | "incomplete machine identity"
-    source: str  # e.g. "INFISICAL_TOKEN from .env"
-
-
 # ------------------------------------------------------------------------------ helpers
 
 def _which(program: str, shell: Mapping[str, str]) -> str | None:
@@ -81,16 +78,6 @@ def _which(program: str, shell: Mapping[str, str]) -> str | None:
 def _origin(name: str, settings: Settings) -> str:
     """Where a variable comes from, as the launcher reads it (shell beats .env)."""
     return "the shell" if settings.shell.get(name) else settings.env_file.name
-
-
-def _first_line(text: str, masker: Masker) -> str:
-    """The most telling line of a program's error output (the CLI's 401 blocks: `Message:`)."""
-    lines = [line.strip() for line in masker.mask(text).splitlines() if line.strip()]
-    for prefix in ("Message:", "error", "Error"):
-        for line in lines:
-            if line.startswith(prefix):
-                return line
-    return lines[0] if lines else "no message"
 
 
 def _version_tuple(text: str) -> tuple[int, int, int] | None:
@@ -117,19 +104,6 @@ def _workspace_file(project_dir: Path) -> dict:
                 return {}
             return data if isinstance(data, dict) else {}
     return {}
-
-
-def _catalog(settings: Settings):
-    """(.env.example entries by key, or None, and why not)."""
-    path = settings.project_dir / ".env.example"
-    if not path.is_file():
-        return None, f"no .env.example in {settings.project_dir}"
-    from .catalog import load_catalog
-
-    try:
-        return load_catalog(path), ""
-    except LauncherError as exc:
-        return None, exc.message
 
 
 def _plural(count: int, word: str) -> str:
@@ -171,7 +145,7 @@ def check_engine(settings: Settings) -> Check:
         version = server.get("Version", "?")
         api = server.get("ApiVersion")
         return Check(name, PASS, f"Docker Engine {version} reachable" + (f" (API {api})" if api else ""))
-    reason = _first_line(result.stderr, Masker())
+    reason = first_line(result.stderr, Masker())
     if "permission denied" in reason.lower():
         fix = ("let your user use Docker: `sudo usermod -aG docker $USER`, then log in again "
                "(or run with sudo)")
@@ -189,7 +163,7 @@ def check_compose(settings: Settings) -> Check:
         return Check(name, FAIL, "the `docker` command is not on PATH, so neither is `docker compose`",
                      "install Docker Engine with the Compose v2 plugin, or Docker Desktop")
     try:
-        result = _run([docker, "compose", "version", "--short"], settings.shell)
+        result = _run([docker, *compose.version_argv()[1:]], settings.shell)
     except Timeout as exc:
         return Check(name, FAIL, f"`docker compose version` gave {exc}", "reinstall the Compose v2 plugin")
     except OSError as exc:
@@ -198,7 +172,7 @@ def check_compose(settings: Settings) -> Check:
     version = _version_tuple(result.stdout) if result.returncode == 0 else None
     if version is None:
         return Check(name, FAIL, f"Compose v2 is not installed (`docker compose` fails: "
-                     f"{_first_line(result.stderr or result.stdout, Masker())})",
+                     f"{first_line(result.stderr or result.stdout, Masker())})",
                      "install the Compose v2 plugin (package docker-compose-plugin, or Docker Desktop); "
                      "the old `docker-compose` v1 is not enough")
     shown = f"Compose {_dotted(version)}"
@@ -232,20 +206,6 @@ def check_cli(settings: Settings, cli: str | None) -> Check:
     return Check(name, PASS, f"Infisical CLI {m.group(1)} at {cli}")
 
 
-def auth_method(settings: Settings) -> Auth:
-    """The same order as the launch: a token, else a machine identity, else the user session."""
-    for var in TOKEN_VARS:
-        if settings.shell.get(var) or var in settings.credentials:
-            return Auth("token", f"{var} from {_origin(var, settings)}")
-    has_id, has_secret = CLIENT_ID in settings.credentials, CLIENT_SECRET in settings.credentials
-    if has_id and has_secret:
-        return Auth("machine identity", f"{CLIENT_ID} and {CLIENT_SECRET} from {_origin(CLIENT_SECRET, settings)}")
-    if has_id or has_secret:
-        present, absent = (CLIENT_ID, CLIENT_SECRET) if has_id else (CLIENT_SECRET, CLIENT_ID)
-        return Auth("incomplete machine identity", f"{present} is set but {absent} is not")
-    return Auth("user session", "no token and no machine identity: the CLI's own login")
-
-
 def check_auth(settings: Settings, cli: str | None, auth: Auth, masker: Masker) -> Check:
     name = "infisical-auth"
     env_name = settings.env_file.name
@@ -277,7 +237,7 @@ def check_auth(settings: Settings, cli: str | None, auth: Auth, masker: Masker) 
         if result.returncode == 0 and result.stdout.strip():
             return Check(name, PASS, f"machine identity logs in ({auth.source})")
         return Check(name, FAIL, f"machine identity login failed (exit {result.returncode}): "
-                     f"{_first_line(result.stderr, masker)}",
+                     f"{first_line(result.stderr, masker)}",
                      f"check {CLIENT_ID} and {CLIENT_SECRET} in {env_name} (Organization > Access Control > "
                      "Identities) and that the server answers")
     if result.returncode == 0:
@@ -315,9 +275,7 @@ def check_project(settings: Settings, auth: Auth) -> Check:
 def _domain(settings: Settings) -> tuple[str, str]:
     """(the domain the CLI would use, where it is set); ("", "") for Infisical Cloud."""
     if settings.api_url:
-        return settings.api_url, "INFISICAL_API_URL"
-    if settings.shell.get("INFISICAL_DOMAIN"):
-        return settings.shell["INFISICAL_DOMAIN"], "INFISICAL_DOMAIN"
+        return settings.api_url, settings.api_url_var
     domain = _workspace_file(settings.project_dir).get("domain")
     if isinstance(domain, str) and domain:
         return domain, ".infisical.json domain"
@@ -340,11 +298,6 @@ def _display_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _is_local_stack(settings: Settings) -> bool:
-    host = urllib.parse.urlsplit(settings.api_url).hostname if settings.api_url else None
-    return host in {"localhost", "127.0.0.1", "::1"} and (settings.project_dir / "infisical" / "docker-compose.yml").is_file()
 
 
 def _proxies(host: str, shell: Mapping[str, str]) -> dict[str, str]:
@@ -379,7 +332,7 @@ def check_server(settings: Settings) -> Check:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Check(name, FAIL, f"{origin} is not an http(s) URL", f"set {origin} to e.g. http://localhost:8010")
     shown = _display_url(url)
-    if _is_local_stack(settings):
+    if settings.infisical_is_local:
         fix = (f"start the local Infisical: `python start_services.py up` starts it first, or "
                f"`docker compose -p {settings.infisical_project_name} -f infisical/docker-compose.yml "
                f"--env-file {settings.env_file.name} up -d --wait`")
@@ -414,18 +367,25 @@ def check_env_file(settings: Settings) -> Check:
                  "run `python start_services.py init` to write one from .env.example")
 
 
-def check_placeholders(settings: Settings, catalog, why: str) -> Check:
+def check_catalog(classes: Classes) -> Check:
+    name = "env-example"
+    if classes.problem:
+        return Check(name, FAIL, classes.problem, "fix .env.example (docs/env-example-format.md), or restore it with git")
+    return Check(name, PASS, f".env.example catalogs {len(classes.entries)} keys")
+
+
+def check_placeholders(settings: Settings, classes: Classes) -> Check:
     """Secret and bootstrap keys left as .env.example has them: its non-empty default, or
     empty where init would have generated a value. A key the export sets is fine: compose
     takes .env.infisical's value over .env's."""
     name = "placeholders"
     if not settings.env_file.is_file():
         return Check(name, SKIP, f"no {settings.env_file.name}")
-    if catalog is None:
-        return Check(name, SKIP, why)
+    if classes.problem:
+        return Check(name, SKIP, "no usable .env.example (see env-example)")
     exported = set(read_exported(settings.output))
     left = []
-    for key, entry in catalog.items():
+    for key, entry in classes.entries.items():
         if not entry.sensitive or key not in settings.dotenv or key in exported:
             continue
         value = settings.dotenv[key]
@@ -438,27 +398,17 @@ def check_placeholders(settings: Settings, catalog, why: str) -> Check:
                  f"or set them in {settings.env_file.name}")
 
 
-def check_secrets_in_dotenv(settings: Settings, catalog, why: str) -> Check:
-    """Secrets that `migrate` would move: category secret (never bootstrap), and keys that
-    .env.example does not know but are named like secrets; with a value, and no `${`
-    (a reference Infisical would expand on export, so migrate leaves it)."""
+def check_secrets_in_dotenv(settings: Settings, classes: Classes) -> Check:
+    """Secrets that `migrate` would move (the same classifier decides)."""
     name = "secrets-in-env-file"
     if not settings.env_file.is_file():
         return Check(name, SKIP, f"no {settings.env_file.name}")
-    from .keys import LAUNCHER_SETTINGS, SECRET_NAME
-
-    categories = {key: entry.category for key, entry in (catalog or {}).items()}
-    found = []
-    for key, value in settings.dotenv.items():
-        if not value or "${" in value or key in LAUNCHER_SETTINGS:
-            continue
-        category = categories.get(key)
-        if category == "secret" or (category is None and SECRET_NAME.search(key)):
-            found.append(key)
-    note = "" if catalog is not None else f" ({why}: judged by name only)"
+    if classes.problem:
+        return Check(name, SKIP, "no usable .env.example (see env-example): migrate would refuse to judge")
+    found = [key for key, value in settings.dotenv.items() if classes.movable(key, value)]
     if not found:
-        return Check(name, PASS, f"no secret (bootstrap ones aside) in {settings.env_file.name}{note}")
-    return Check(name, FAIL, f"{_plural(len(found), 'secret')} still in {settings.env_file.name}: {_names(found)}{note}",
+        return Check(name, PASS, f"no secret (bootstrap ones aside) in {settings.env_file.name}")
+    return Check(name, FAIL, f"{_plural(len(found), 'secret')} still in {settings.env_file.name}: {_names(found)}",
                  "move them into Infisical: `python start_services.py migrate` (a dry run), then "
                  "`python start_services.py migrate --apply`")
 
@@ -513,20 +463,6 @@ def check_export_age(settings: Settings, now: datetime | None = None) -> Check:
     return Check(name, PASS, f"{path.name} exported {humanize_age(age)} ago")
 
 
-def _git_state(path: Path, shell: Mapping[str, str], git: str) -> str | None:
-    """"tracked", "ignored", "exposed" (neither), or None outside a work tree."""
-    folder, name = path.parent, path.name
-    tracked = _run([git, "ls-files", "--", name], shell, folder)
-    if tracked.returncode != 0:
-        return None  # not a repository (128), or git cannot tell
-    if tracked.stdout.strip():
-        return "tracked"
-    ignored = _run([git, "check-ignore", "-q", "--", name], shell, folder)
-    if ignored.returncode == 0:
-        return "ignored"
-    return "exposed" if ignored.returncode == 1 else None
-
-
 def check_git(settings: Settings) -> Check:
     name = "git-ignore"
     git = _which("git", settings.shell)
@@ -537,13 +473,13 @@ def check_git(settings: Settings) -> Check:
     try:
         for path in files:
             if path.parent.is_dir():
-                states[path] = _git_state(path, settings.shell, git)
+                states[path] = gitcheck.state(path, settings.shell, git) if path.exists() else None
     except (Timeout, OSError) as exc:
         return Check(name, SKIP, f"git did not answer ({exc.__class__.__name__})")
     if not any(state for state in states.values()):
         return Check(name, SKIP, f"{settings.project_dir} is not in a git work tree")
-    tracked = [p.name for p, s in states.items() if s == "tracked"]
-    exposed = [p.name for p, s in states.items() if s == "exposed"]
+    tracked = [p.name for p, s in states.items() if s == gitcheck.TRACKED]
+    exposed = [p.name for p, s in states.items() if s == gitcheck.EXPOSED]
     if tracked:
         return Check(name, FAIL, f"git tracks {' and '.join(tracked)}, which {_holds(tracked)} secrets",
                      f"`git rm --cached {' '.join(tracked)}`, add {'it' if len(tracked) == 1 else 'them'} to "
@@ -583,24 +519,15 @@ def _guarded(name: str, probe: Callable[[], Check]) -> Callable[[], Check]:
     return run
 
 
-def _masker(settings: Settings) -> Masker:
-    from .keys import dotenv_secret_values
-
-    values = [s.reveal() for s in settings.credentials.values()]
-    values += [s.reveal() for s in read_exported(settings.output).values()]
-    try:
-        values += dotenv_secret_values(settings)
-    except LauncherError:
-        values += list(settings.dotenv.values())
-    return Masker(values)
-
-
 def collect(settings: Settings) -> list[Check]:
     """Every check, in a fixed order; the slow ones run concurrently."""
-    masker = _masker(settings)
+    from .keys import classify
+    from .prepare import seed_masker
+
+    classes = classify(settings)
+    masker = seed_masker(settings, classes)
     cli = _which("infisical", settings.shell)
-    auth = auth_method(settings)
-    catalog, why = _catalog(settings)
+    auth = auth_method(settings.credentials, settings.shell, settings.env_file.name)
     probes: list[tuple[str, Callable[[], Check]]] = [
         ("docker-engine", lambda: check_engine(settings)),
         ("docker-compose", lambda: check_compose(settings)),
@@ -609,8 +536,9 @@ def collect(settings: Settings) -> list[Check]:
         ("infisical-project", lambda: check_project(settings, auth)),
         ("infisical-server", lambda: check_server(settings)),
         ("env-file", lambda: check_env_file(settings)),
-        ("placeholders", lambda: check_placeholders(settings, catalog, why)),
-        ("secrets-in-env-file", lambda: check_secrets_in_dotenv(settings, catalog, why)),
+        ("env-example", lambda: check_catalog(classes)),
+        ("placeholders", lambda: check_placeholders(settings, classes)),
+        ("secrets-in-env-file", lambda: check_secrets_in_dotenv(settings, classes)),
         ("export-mode", lambda: check_export_mode(settings)),
         ("export-age", lambda: check_export_age(settings)),
         ("git-ignore", lambda: check_git(settings)),
@@ -639,12 +567,14 @@ def render_text(checks: list[Check]) -> list[str]:
 
 
 def run_doctor(settings: Settings, out: Output, as_json: bool = False) -> int:
-    """Run every check; print lines (or one JSON document) on stdout. 1 when any check failed."""
+    """Run every check; print lines (or one JSON document) on stdout. 1 when any check
+    failed; 6 when .env.example cannot be used (nothing can be judged without it)."""
     checks = collect(settings)
     ok = not any(c.status == FAIL for c in checks)
+    catalog_broken = any(c.name == "env-example" and c.status == FAIL for c in checks)
     if as_json:
         out.result(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
     else:
         for line in render_text(checks):
             out.result(line)
-    return 0 if ok else 1
+    return BAD_CONFIG if catalog_broken else (OK if ok else FAILED)

@@ -24,17 +24,45 @@ VALID_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-\[\]]*$")
 HEADER_MARK = "# source:"
 
 
-def read_dotenv(path: Path) -> dict[str, str]:
-    """`.env` as a dict, never loaded into os.environ (compose would see it as shell)."""
-    if not path.is_file():
-        return {}
+def read_text(path: Path) -> str | None:
+    """The text of an env file as it is on disk (CRLF, BOM and all); None when it is absent.
+
+    Read once per command: a command that writes `.env` decides from, and rewrites, the
+    text it read under the project lock."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise LauncherError(f"{path} is a directory, not an env file", BAD_CONFIG) from None
+    except OSError as exc:
+        raise LauncherError(f"cannot read {path}: {exc.strerror or exc.__class__.__name__}", BAD_CONFIG) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise LauncherError(f"{path.name} is not UTF-8 text (line {line})", BAD_CONFIG,
+                            f"save {path.name} as UTF-8") from None
+
+
+def parse_dotenv(text: str, interpolate: bool = False) -> dict[str, str]:
+    """Env-file text as a dict, by python-dotenv, the project's one reader of `.env` syntax.
+
+    Never loaded into os.environ (compose would see it as shell). A leading BOM is not part
+    of the first key (python-dotenv before 1.0.1 read it into the name). Where compose reads
+    a line otherwise (docs/architecture.md), the commands that need exactness ask compose."""
+    import io
+
     from dotenv import dotenv_values
 
-    try:
-        values = dotenv_values(path, interpolate=False, encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LauncherError(f"cannot read {path}: {exc.__class__.__name__}", BAD_CONFIG) from None
+    values = dotenv_values(stream=io.StringIO(text.removeprefix("\ufeff")), interpolate=interpolate)
     return {k: (v if v is not None else "") for k, v in values.items()}
+
+
+def read_dotenv(path: Path, interpolate: bool = False) -> dict[str, str]:
+    """`path` parsed by parse_dotenv; {} when it does not exist."""
+    text = read_text(path)
+    return {} if text is None else parse_dotenv(text, interpolate)
 
 
 def quote(value: str) -> str:

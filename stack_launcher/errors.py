@@ -1,13 +1,14 @@
 """Exit codes and the one exception type every user-facing error is raised as."""
 
 OK = 0
-COMPOSE_FAILED = 1  # compose's own code is propagated; compose uses 1
+FAILED = 1  # a check failed, or compose's own code (propagated; compose uses 1)
 USAGE = 2
 INFISICAL_UNAVAILABLE = 3
 DOCKER_UNAVAILABLE = 4
 LOCKED = 5
 BAD_CONFIG = 6
-INTERRUPTED = 130
+UNEXPECTED = 70  # a bug: one line and "please report this" (EX_SOFTWARE)
+INTERRUPTED = 130  # Ctrl-C; SIGTERM and SIGHUP give 128 + their number (143, 129)
 
 
 class LauncherError(Exception):

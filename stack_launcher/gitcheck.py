@@ -1,23 +1,50 @@
-"""Could git commit a file that holds secrets? Asked of git itself, never guessed."""
+"""Could git commit a file that holds secrets? Asked of git itself, never guessed.
+
+One `git status` answers both "is it tracked?" and "is it ignored?", and no git runs at all
+outside a work tree (no `.git` above the folder), which is the cheap common case.
+"""
 from __future__ import annotations
 
-import subprocess
+import os
+from pathlib import Path
+from typing import Mapping
 
 from .output import Output
+from .process import Timeout, run_captured
 from .settings import Settings
+
+TRACKED, IGNORED, EXPOSED = "tracked", "ignored", "exposed"
+
+
+def _in_work_tree(folder: Path) -> bool:
+    return any((parent / ".git").exists() for parent in (folder, *folder.parents))
+
+
+def state(path: Path, shell: Mapping[str, str], git: str = "git") -> str | None:
+    """TRACKED, IGNORED or EXPOSED (neither), or None when git cannot tell (no work tree,
+    no git). The file must exist."""
+    if not _in_work_tree(path.parent):
+        return None
+    try:
+        result = run_captured([git, "status", "--porcelain=v1", "--ignored=matching", "--untracked-files=all",
+                               "--", path.name], shell, 10, cwd=str(path.parent))
+    except (OSError, Timeout):
+        return None
+    if result.returncode != 0:
+        return None  # not a repository after all (128), or git cannot tell
+    codes = {line[:2] for line in result.stdout.splitlines() if len(line) > 3}
+    if "!!" in codes:
+        return IGNORED
+    if "??" in codes:
+        return EXPOSED
+    return TRACKED if os.path.lexists(path) else None
 
 
 def warn_if_committable(settings: Settings, out: Output) -> None:
     """The export holds secrets: say so if git tracks it or would pick it up."""
-    path = settings.output
-    try:
-        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=path.parent,
-                                 capture_output=True, timeout=5)
-        if tracked.returncode == 0:
-            out.warn(f"git tracks {path.name}, which holds secrets: `git rm --cached {path.name}` and add it to .gitignore")
-            return
-        ignored = subprocess.run(["git", "check-ignore", "-q", path.name], cwd=path.parent, capture_output=True, timeout=5)
-        if ignored.returncode == 1:
-            out.warn(f".gitignore does not cover {path.name}, which holds secrets: add it")
-    except (OSError, subprocess.TimeoutExpired):
-        pass  # no git: nothing to commit it to
+    name = settings.output.name
+    found = state(settings.output, settings.shell)
+    if found == TRACKED:
+        out.warn(f"git tracks {name}, which holds secrets: `git rm --cached {name}` and add it to .gitignore")
+    elif found == EXPOSED:
+        out.warn(f".gitignore does not cover {name}, which holds secrets: add it")

@@ -16,8 +16,11 @@ from .masking import Masker
 from .process import Timeout, run_captured
 from .secret import Secret
 
-# The CLI reads any of these as an access token (reference: token precedence).
-TOKEN_VARS = ("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "INFISICAL_TOKEN", "TOKEN")
+# The CLI reads these as an access token (reference: token precedence). It also reads a
+# bare TOKEN, which is too often someone else's: the launcher drops it from the CLI's env.
+TOKEN_VARS = ("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "INFISICAL_TOKEN")
+DROPPED_VARS = ("TOKEN",)
+CLIENT_ID, CLIENT_SECRET = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"
 
 
 class Unavailable(Exception):
@@ -52,16 +55,44 @@ def cli_path() -> str | None:
     return shutil.which("infisical")
 
 
+@dataclass(frozen=True)
+class Auth:
+    """How the launcher authenticates to Infisical; names only, never values."""
+
+    method: str  # "token" | "machine identity" | "user session" | "incomplete machine identity"
+    source: str  # e.g. "INFISICAL_TOKEN from .env"
+
+
+def auth_method(credentials: Mapping[str, Secret], shell: Mapping[str, str], env_file_name: str) -> Auth:
+    """The order `connect` follows: a token, else a machine identity, else the CLI's own login."""
+    def origin(name: str) -> str:
+        return "the shell" if shell.get(name) else env_file_name
+
+    for var in TOKEN_VARS:
+        if shell.get(var) or var in credentials:
+            return Auth("token", f"{var} from {origin(var)}")
+    has_id, has_secret = CLIENT_ID in credentials, CLIENT_SECRET in credentials
+    if has_id and has_secret:
+        return Auth("machine identity", f"{CLIENT_ID} and {CLIENT_SECRET} from {origin(CLIENT_SECRET)}")
+    if has_id or has_secret:
+        present, absent = (CLIENT_ID, CLIENT_SECRET) if has_id else (CLIENT_SECRET, CLIENT_ID)
+        return Auth("incomplete machine identity", f"{present} is set but {absent} is not")
+    return Auth("user session", "no token and no machine identity: the CLI's own login")
+
+
 def cli_env(base: Mapping[str, str], request: Request) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if k != "TOKEN"}  # an unrelated TOKEN is taken as Infisical's
+    env = {k: v for k, v in base.items() if k not in DROPPED_VARS}
     for name, secret in request.credentials.items():
         env[name] = secret.reveal()
     if request.project_id:
         env.setdefault("INFISICAL_PROJECT_ID", request.project_id)
+    # Commands without JSON output or --silent (secrets set/delete) otherwise ask GitHub
+    # for a newer CLI first, with an 8 s timeout, on every call.
+    env["INFISICAL_DISABLE_UPDATE_CHECK"] = "true"
     return env
 
 
-def _first_line(stderr: str, masker: Masker) -> str:
+def first_line(stderr: str, masker: Masker) -> str:
     """The CLI's most telling stderr line (its 401/404 blocks put it on `Message:`)."""
     lines = [l.strip() for l in masker.mask(stderr).splitlines() if l.strip()]
     for line in lines:
@@ -83,7 +114,7 @@ def _run(cli: str, args: list[str], env: Mapping[str, str], request: Request, ma
     except OSError as exc:
         raise Unavailable(f"could not run the Infisical CLI: {exc.strerror or exc}") from None
     if result.returncode != 0:
-        raise Unavailable(f"`infisical {what}` failed (exit {result.returncode}): {_first_line(result.stderr, masker)}")
+        raise Unavailable(f"`infisical {what}` failed (exit {result.returncode}): {first_line(result.stderr, masker)}")
     return result
 
 
@@ -114,8 +145,8 @@ def connect(request: Request, base_env: Mapping[str, str], masker: Masker) -> tu
         raise Unavailable("the Infisical CLI is not on PATH (install it, or use --skip-infisical)")
     masker.add(s.reveal() for s in request.credentials.values())
     env = cli_env(base_env, request)
-    has_token = any(env.get(name) for name in TOKEN_VARS[:2])
-    if not has_token and env.get("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID") and env.get("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"):
+    has_token = any(env.get(name) for name in TOKEN_VARS)
+    if not has_token and env.get(CLIENT_ID) and env.get(CLIENT_SECRET):
         token = _login(cli, env, request, masker)
         masker.add([token.reveal()])
         env["INFISICAL_TOKEN"] = token.reveal()

@@ -16,14 +16,13 @@ import io
 import os
 import re
 import stat
-import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from dotenv import dotenv_values
 
-from stack_launcher import errors
+from stack_launcher import engine, errors
 from stack_launcher.catalog import ASSIGNMENT, Entry, parse_catalog
 from stack_launcher.envfile import backup_copy, write_private
 from stack_launcher.generate import generate
@@ -49,7 +48,7 @@ def init_env(
     project_name: str,
     out,
     *,
-    docker: str = "docker",
+    docker: str = "docker",  # the program asked which volumes exist (tests give a stand-in)
 ) -> int:
     """Write or complete `env_file` from `example`. Returns 0; raises LauncherError."""
     env_file = project_dir / env_file
@@ -161,22 +160,10 @@ def _existing_volumes(docker: str, keys: list[str]) -> set[str]:
     """Names of all Docker volumes. When Docker cannot be asked, init refuses to generate
     the init-only secrets: the volumes may well exist (a stopped daemon keeps them), and a
     wrong guess is unrecoverable. Setting those keys in .env by hand needs no Docker."""
-    reason = ""
     try:
-        proc = subprocess.run(
-            [docker, "volume", "ls", "--quiet"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=DOCKER_TIMEOUT,
-        )
-        if proc.returncode == 0:
-            return {line.strip() for line in proc.stdout.splitlines() if line.strip()}
-        reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[0]
-    except FileNotFoundError:
-        reason = f"{docker!r} not found on PATH"
-    except subprocess.TimeoutExpired:
-        reason = f"`docker volume ls` did not answer within {DOCKER_TIMEOUT} s"
+        return engine.volumes(timeout=DOCKER_TIMEOUT, docker=docker)
+    except engine.Unanswered as exc:
+        reason = str(exc)
     raise errors.LauncherError(
         f"cannot ask Docker which volumes exist ({reason}); init will not generate "
         f"{', '.join(keys)} without knowing that no database already keeps them",

@@ -4,8 +4,7 @@ no secret value (it reads the new one from the recreated container's own environ
 """
 from __future__ import annotations
 
-import subprocess
-
+from . import engine
 from .settings import Settings
 
 # How to change the credential in place, by the service that keeps it. Each command runs
@@ -23,15 +22,6 @@ FIXES = {
 DATA_KEYS = "this value encrypts stored data: the old data cannot be read with a new one; set the old value back in Infisical"
 
 
-def existing_volumes() -> set[str] | None:
-    try:
-        proc = subprocess.run(["docker", "volume", "ls", "--format", "{{.Name}}"], capture_output=True, text=True,
-                              timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return set(proc.stdout.split()) if proc.returncode == 0 else None
-
-
 def warnings_for(settings: Settings, changed: list[str]) -> list[str]:
     """One warning per changed init-only secret whose volume already exists."""
     example = settings.project_dir / ".env.example"
@@ -43,11 +33,14 @@ def warnings_for(settings: Settings, changed: list[str]) -> list[str]:
     try:
         catalog = load_catalog(example)
     except LauncherError:
-        return []
+        return []  # the classifier has already said why the catalog cannot be used
     entries = [catalog[k] for k in changed if k in catalog and catalog[k].init_only]
     if not entries:
         return []
-    volumes = existing_volumes() or set()
+    try:
+        volumes = engine.volumes(settings.shell, timeout=20)
+    except engine.Unanswered:
+        volumes = set()  # compose, which runs next, will say what is wrong with Docker
     found = []
     for entry in entries:
         names = {f"{p}_{v}" for v in entry.volumes for p in (settings.project_name, settings.infisical_project_name)}

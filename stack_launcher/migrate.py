@@ -11,21 +11,20 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import infisical_source
+from . import compose, infisical_source, keys
 from .envfile import VALID_KEY, backup_copy, write_private
-from .errors import BAD_CONFIG, INFISICAL_UNAVAILABLE, LauncherError
-from .keys import SECRET_NAME, dotenv_secret_values, example_categories
+from .errors import BAD_CONFIG, INFISICAL_UNAVAILABLE, OK, LauncherError
 from .masking import Masker
 from .output import Output
+from .prepare import seed_masker
 from .secret import Secret
 from .secrets_source import request_for
-from .settings import CREDENTIAL_VARS, Settings, require_dotenv
+from .settings import Settings, require_dotenv
 
 INTERPOLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -36,7 +35,7 @@ class MigrationPlan:
     stay: dict[str, str] = field(default_factory=dict)  # key -> why it stays
 
 
-def compose_values(settings: Settings, keys: list[str]) -> dict[str, str]:
+def compose_values(settings: Settings, keys: list[str], masker: Masker) -> dict[str, str]:
     """Each key's value as docker compose reads `.env` (its quoting and interpolation rules)."""
     keys = [k for k in keys if INTERPOLABLE.match(k)]
     if not keys:
@@ -48,35 +47,24 @@ def compose_values(settings: Settings, keys: list[str]) -> dict[str, str]:
         # The shell beats env files in compose; drop .env's own keys so we read .env's values,
         # while `$OTHER` inside a value still resolves from the shell as it would at launch.
         env = {k: v for k, v in settings.shell.items() if k not in settings.dotenv}
-        argv = ["docker", "compose", "-p", "start-services-migrate", "--project-directory", str(settings.project_dir),
-                "-f", str(probe), "--env-file", str(settings.env_file), "config", "--format", "json"]
-        try:
-            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise LauncherError("Docker is not installed: migrate asks docker compose how it reads .env", 4) from None
-        except subprocess.TimeoutExpired:
-            raise LauncherError("docker compose did not answer within 60 s", BAD_CONFIG) from None
-    if proc.returncode != 0:
-        masker = Masker(dotenv_secret_values(settings))
-        m = re.search(r"failed to read (.+?): line (\d+): (.+)", proc.stderr)
-        where = f"{m.group(1)}, line {m.group(2)}: {masker.mask(m.group(3))}" if m else masker.mask(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "")
+        target = compose.Target(settings.project_dir, "start-services-migrate", (probe,), (settings.env_file,))
+        result = compose.capture(target.config_json(), env, settings.project_dir, timeout=60)
+    if result.returncode != 0:
+        m = re.search(r"failed to read (.+?): line (\d+): (.+)", result.stderr)
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+        where = f"{m.group(1)}, line {m.group(2)}: {masker.mask(m.group(3))}" if m else masker.mask(last)
         raise LauncherError(f"docker compose cannot load {settings.env_file.name}: {where}", BAD_CONFIG)
-    environment = json.loads(proc.stdout)["services"]["probe"].get("environment") or {}
+    environment = json.loads(result.stdout)["services"]["probe"].get("environment") or {}
     return {k: (v or "").replace("$$", "$") for k, v in environment.items()}
 
 
-def decide(settings: Settings) -> MigrationPlan:
-    categories = example_categories(settings.project_dir)
+def decide(settings: Settings, classes: keys.Classes, masker: Masker) -> MigrationPlan:
     plan = MigrationPlan()
     candidates = []
     for key, raw in settings.dotenv.items():
-        category = categories.get(key)
-        if category == "config":
-            plan.stay[key] = "config"
-        elif category == "bootstrap" or key in CREDENTIAL_VARS:
-            plan.stay[key] = "bootstrap secret (Infisical's own; stays in .env)"
-        elif category is None and not SECRET_NAME.search(key):
-            plan.stay[key] = "not categorised in .env.example and not named like a secret"
+        why = classes.stays(key)
+        if why:
+            plan.stay[key] = why
         elif not raw:
             plan.stay[key] = "empty"
         elif "${" in raw:
@@ -85,7 +73,7 @@ def decide(settings: Settings) -> MigrationPlan:
             plan.stay[key] = "name docker compose cannot interpolate"
         else:
             candidates.append(key)
-    values = compose_values(settings, candidates)
+    values = compose_values(settings, candidates, masker)
     for key in candidates:
         value = values.get(key, "")
         if not value:
@@ -115,7 +103,10 @@ def without_keys(text: str, keys: set[str], when: str) -> str:
 
 def migrate(settings: Settings, out: Output, apply: bool) -> int:
     require_dotenv(settings)
-    plan = decide(settings)
+    classes = keys.classify(settings)
+    classes.require()  # judging by names alone could move Infisical's own keys into Infisical
+    masker = seed_masker(settings, classes)
+    plan = decide(settings, classes, masker)
     out.result(f"Would move to Infisical ({settings.infisical_env}, {settings.infisical_path}):" if not apply else
                f"Moving to Infisical ({settings.infisical_env}, {settings.infisical_path}):")
     for key in plan.move:
@@ -127,11 +118,10 @@ def migrate(settings: Settings, out: Output, apply: bool) -> int:
         out.result(f"  {key}: {why}")
     if not apply:
         out.info("Dry run: nothing changed. Run `python start_services.py migrate --apply` to move them.")
-        return 0
+        return OK
     if not plan.move:
-        return 0
+        return OK
 
-    masker = Masker(dotenv_secret_values(settings))
     masker.add(s.reveal() for s in plan.move.values())
     request = request_for(settings)
     try:
@@ -166,7 +156,7 @@ def migrate(settings: Settings, out: Output, apply: bool) -> int:
         out.error(f"{', '.join(failed)} did not read back exactly from Infisical; they stay in .env")
 
     if verified:
-        text = settings.env_file.read_text(encoding="utf-8")
+        text = settings.dotenv_text  # the one read, under the lock, that the plan came from
         saved = backup_copy(settings.env_file, text)
         write_private(settings.env_file, without_keys(text, verified, datetime.now().strftime("%Y-%m-%d")))
         out.success(f"Moved {len(verified)} secrets to Infisical and removed them from .env "

@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
-from . import bootstrap, compose, init_only
-from .envfile import read_exported, render, write_private
-from .errors import BAD_CONFIG, LauncherError
-from .keys import dotenv_secret_values
-from .masking import Masker
+from . import compose
+from .envfile import write_private
+from .errors import OK
 from .output import Output
-from .process import Timeout, run_captured
-from .secrets_source import FRESH, LAST_GOOD, diff_secrets, obtain, report_origin, request_for
-from .settings import Settings, require_dotenv
+from .prepare import prepare
+from .secrets_source import FRESH, diff_secrets
+from .settings import Settings
 
 DECISIONS = {"Create": "create", "Creating": "create", "Recreate": "recreate", "Running": "untouched"}
 
@@ -54,45 +53,23 @@ def readable(line: str) -> str:
     return ""
 
 
-def plan(settings: Settings, out: Output, max_stale) -> int:
-    require_dotenv(settings)
-    masker = Masker(dotenv_secret_values(settings))
-    if bootstrap.applies(settings):
-        running = bootstrap.is_running(settings)
-        out.info(f"Local Infisical ({settings.infisical_project_name}): {'running' if running else 'not running (plan starts nothing)'}.")
-    obtained = obtain(settings, masker, max_stale)
-    masker.add(s.reveal() for s in obtained.secrets.values())
-    report_origin(obtained, settings, out)
-
-    changed: list[str] = []
-    if obtained.origin == FRESH:
-        changes = diff_secrets(read_exported(settings.output), obtained.secrets)
-        changed = changes.changed + changes.added
-        out.result(f"Secrets changed: {changes.describe()}" if changes else "Secrets changed: none")
-    for warning in init_only.warnings_for(settings, changed):
-        out.warn(warning)
-
+def plan(settings: Settings, out: Output, max_stale: timedelta) -> int:
     with tempfile.TemporaryDirectory(prefix="start-services-plan-") as tmp:
-        env_files = [settings.env_file]
-        if obtained.origin == FRESH:
-            planned = Path(tmp) / ".env.infisical"
-            write_private(planned, render(obtained.secrets, request_for(settings).source))
-            env_files.append(planned)
-        elif obtained.origin == LAST_GOOD:
-            env_files.append(settings.output)
-        files = settings.compose_files + ((settings.override,) if settings.override else ())
-        target = compose.Target(settings.project_dir, settings.project_name, files, tuple(env_files), settings.profile)
-        argv = target.args()[:2] + ["--dry-run"] + target.args()[2:] + ["--progress", "json", "up", "-d"]
+        planned = Path(tmp) / ".env.infisical"
+        prepared = prepare(settings, out, max_stale, planned, start_infisical=False, start_timeout=0)
+        if prepared.obtained.origin == FRESH:
+            changes = prepared.changes or diff_secrets({}, prepared.obtained.secrets)
+            out.result(f"Secrets changed: {changes.describe()}" if changes else "Secrets changed: none")
+        if prepared.export_text is not None:
+            write_private(planned, prepared.export_text)
+        argv = prepared.target.dry_run_up()
         out.detail(f"$ {compose.display(argv)}")
-        try:
-            result = run_captured(argv, compose.compose_env(settings.shell, settings.profile), 120, cwd=str(settings.project_dir))
-        except FileNotFoundError:
-            raise LauncherError("Docker is not installed: the `docker` command is not on PATH", 4) from None
-        except Timeout as exc:
-            raise LauncherError(f"docker compose --dry-run gave {exc}", BAD_CONFIG) from None
+        result = compose.capture(argv, prepared.env, settings.project_dir)
+    # Decode each event first, then mask: masking the JSON text would miss a value whose
+    # quotes, backslashes or `&<>` JSON escapes.
+    lines = [prepared.masker.mask(readable(line)) for line in (result.stderr + result.stdout).splitlines()]
+    lines = [line for line in lines if line]
     if result.returncode != 0:
-        lines = [readable(line) for line in masker.mask(result.stderr + result.stdout).splitlines()]
-        lines = [line for line in lines if line]
         compose.diagnose(compose.Outcome(result.returncode, tuple(lines)))
         for line in lines[-10:]:
             out.relay(line)
@@ -102,4 +79,4 @@ def plan(settings: Settings, out: Output, max_stale) -> int:
     out.result("Services:")
     for service, decision in decided.items():
         out.result(f"  {service}: {decision}")
-    return 0
+    return OK

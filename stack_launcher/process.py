@@ -1,24 +1,60 @@
-"""Every subprocess runs through here: stdin closed, timeouts that kill the whole group.
+"""Every subprocess runs through here: stdin closed, a timeout, the whole group killed.
 
-The Infisical CLI can spawn children (its interactive login, a pager) that hold our pipes
-open after the CLI itself is killed; killing only the CLI would leave us blocked on them,
-so on POSIX each captured call gets its own session and a timeout kills the whole group.
+One runner gives every call the same guarantees:
+- stdin is closed, so a program that would prompt (the Infisical CLI's login) fails at once;
+- each child gets its own process group (session on POSIX): a timeout, or a signal to us,
+  reaches every process it started (the CLI can leave children holding our pipes open);
+- SIGINT, SIGTERM and SIGHUP sent to us are forwarded to the child, which gets up to
+  GRACE seconds to stop before its group is killed; the signal then surfaces here as
+  KeyboardInterrupt or Terminated, so the caller's `finally` blocks clean up;
+- output is decoded as UTF-8 (bad bytes replaced) and every relayed line passes through a
+  masker before anyone sees it.
+No other module imports subprocess (a test fails if one does).
 """
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 POSIX = os.name == "posix"
+GRACE = 15.0  # seconds a signalled child gets to stop before its group is killed
 
 
 class Timeout(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"no answer within {seconds:g} s")
         self.seconds = seconds
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP reached us; like KeyboardInterrupt, not an ordinary error."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 143 for SIGTERM, 129 for SIGHUP, as shells report them
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM and SIGHUP into Terminated in the main thread (SIGINT already raises
+    KeyboardInterrupt). POSIX-only for SIGHUP; Windows has SIGTERM only by name."""
+    def raise_terminated(signum, _frame):
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and threading.current_thread() is threading.main_thread():
+            try:
+                signal.signal(signum, raise_terminated)
+            except (OSError, ValueError):
+                pass
 
 
 @dataclass(frozen=True)
@@ -28,13 +64,20 @@ class Result:
     stderr: str
 
 
+def _group_kwargs() -> dict:
+    if POSIX:
+        return {"start_new_session": True}
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         if POSIX:
             os.killpg(proc.pid, signal.SIGKILL)
         else:  # Windows: no process groups to signal; /T takes the child tree along
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
-    except (ProcessLookupError, PermissionError, OSError):
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=10)
+    except (OSError, subprocess.SubprocessError):
         pass
     try:
         proc.kill()
@@ -42,15 +85,40 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None) -> Result:
-    """Run to completion and capture both streams (raises FileNotFoundError, Timeout)."""
-    kwargs: dict = {"start_new_session": True} if POSIX else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+def _forward(proc: subprocess.Popen, signum: int) -> None:
+    """Pass our signal on to the child's group, wait up to GRACE s, then kill the group."""
+    try:
+        if POSIX:
+            os.killpg(proc.pid, signum)
+        else:  # a new process group does not get the console's Ctrl-C: send Ctrl-Break
+            proc.send_signal(getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM))
+    except (OSError, ValueError):
+        pass
+    try:
+        proc.wait(timeout=GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    except BaseException:  # a second Ctrl-C while waiting: stop waiting
+        pass
+    _kill_group(proc)
+
+
+def _signal_number(exc: BaseException) -> int:
+    return exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+
+
+def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None,
+                 stdin_bytes: bytes | None = None) -> Result:
+    """Run to completion and capture both streams (raises FileNotFoundError, Timeout).
+
+    `stdin_bytes`: what the child reads on stdin (values that must not be in argv);
+    without it stdin is closed."""
     proc = subprocess.Popen(
-        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=dict(env), cwd=cwd, **kwargs,
+        list(argv), stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env), cwd=cwd, **_group_kwargs(),
     )
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input=stdin_bytes, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         try:
@@ -58,31 +126,56 @@ def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cw
         except subprocess.TimeoutExpired:
             pass
         raise Timeout(timeout) from None
-    except BaseException:  # Ctrl-C: don't leave the CLI behind
+    except (KeyboardInterrupt, Terminated) as exc:
+        _forward(proc, _signal_number(exc))
+        raise
+    except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
     return Result(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-def run_streamed(argv: Sequence[str], env: Mapping[str, str], on_output: Callable[[str], None], cwd: str | None = None) -> int:
-    """Run, handing each chunk of merged stdout/stderr (a line at a time) to `on_output`.
+def run_streamed(argv: Sequence[str], env: Mapping[str, str], on_output: Callable[[str], None],
+                 cwd: str | None = None, timeout: float | None = None) -> int:
+    """Run, handing each line of merged stdout/stderr, decoded, to `on_output`; the exit code.
 
-    The child stays in our process group so that a Ctrl-C at the terminal reaches it as
-    it would without us; a SIGINT sent to us alone is forwarded. Returns the exit code.
-    """
+    The child has its own process group; a Ctrl-C at the terminal reaches us and is
+    forwarded. Raises Timeout (after killing the group) when `timeout` runs out."""
     proc = subprocess.Popen(
         list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=dict(env), cwd=cwd,
+        env=dict(env), cwd=cwd, **_group_kwargs(),
     )
+    timer = None
+    expired = threading.Event()
+    if timeout is not None:
+        def expire() -> None:
+            expired.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
     try:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
             on_output(raw.decode("utf-8", "replace"))
-        return proc.wait()
-    except KeyboardInterrupt:
-        try:
-            proc.send_signal(signal.SIGINT)  # Windows: ValueError; the console already sent Ctrl-C
-            proc.wait(timeout=15)
-        except (subprocess.TimeoutExpired, OSError, ValueError):
-            proc.kill()
+        code = proc.wait()
+    except (KeyboardInterrupt, Terminated) as exc:
+        _forward(proc, _signal_number(exc))
         raise
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if proc.poll() is None:
+            _kill_group(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if expired.is_set():
+        raise Timeout(timeout or 0)
+    return code

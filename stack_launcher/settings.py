@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlparse
 
-from .envfile import read_dotenv
+from .envfile import parse_dotenv, read_text
 from .errors import BAD_CONFIG, LauncherError
 from .secret import Secret
 
 DEFAULT_PROJECT_NAME = "localai"
+DEFAULT_MAX_STALE = "7d"  # the oldest last good export `up` uses without --max-stale
+INFISICAL_COMPOSE_FILE = Path("infisical") / "docker-compose.yml"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Where the Infisical server is, in the CLI's order: INFISICAL_DOMAIN supersedes the older
+# INFISICAL_API_URL (both read by the CLI; reference: infisical-cli.md).
+DOMAIN_VARS = ("INFISICAL_DOMAIN", "INFISICAL_API_URL")
 CREDENTIAL_VARS = ("INFISICAL_TOKEN", "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET")
 
 
@@ -53,15 +62,39 @@ class Settings:
     infisical_env: str
     infisical_path: str
     project_id: str
-    api_url: str
+    api_url: str  # the Infisical server the CLI is pointed at; "" for the CLI's own default
+    api_url_var: str  # which variable set it (INFISICAL_DOMAIN or INFISICAL_API_URL), "" if none
     timeout: float
     dotenv: Mapping[str, str] = field(repr=False)
+    dotenv_text: str | None = field(repr=False)  # `.env` as read, once; None when it is absent
     credentials: Mapping[str, Secret] = field(repr=False)
     shell: Mapping[str, str] = field(repr=False)
 
     @property
     def infisical_project_name(self) -> str:
         return f"{self.project_name}-infisical"
+
+    @property
+    def infisical_compose_file(self) -> Path:
+        return self.project_dir / INFISICAL_COMPOSE_FILE
+
+    @property
+    def infisical_is_local(self) -> bool:
+        """Is the server this project's own Infisical (its compose file, on this machine)?"""
+        if not self.api_url or not self.infisical_compose_file.is_file():
+            return False
+        try:
+            return urlparse(self.api_url).hostname in LOCAL_HOSTS
+        except ValueError:
+            return False
+
+    @property
+    def compose_files_with_override(self) -> tuple[Path, ...]:
+        return self.compose_files + ((self.override,) if self.override else ())
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return (self.profile,) if self.profile else ()
 
 
 def _pick(flag: str | None, name: str, shell: Mapping[str, str], dotenv: Mapping[str, str], default: str) -> str:
@@ -72,6 +105,25 @@ def _pick(flag: str | None, name: str, shell: Mapping[str, str], dotenv: Mapping
     if dotenv.get(name):
         return dotenv[name]
     return default
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30m`, `12h`, `7d` (at most 100 years); ValueError otherwise."""
+    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd])\s*", text or "")
+    if not m:
+        raise ValueError("use a number and a unit: 30m, 12h, 7d")
+    seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if seconds > 100 * 365 * 86400:
+        raise ValueError("at most 100 years (36500d)")
+    return timedelta(seconds=seconds)
+
+
+def _domain(shell: Mapping[str, str], dotenv: Mapping[str, str]) -> tuple[str, str]:
+    for name in DOMAIN_VARS:
+        value = shell.get(name) or dotenv.get(name)
+        if value:
+            return value, name
+    return "", ""
 
 
 def _infisical_json_env(project_dir: Path) -> str | None:
@@ -100,9 +152,10 @@ def resolve(
     shell: Mapping[str, str] | None = None,
 ) -> Settings:
     shell = dict(os.environ if shell is None else shell)
-    root = (project_dir or Path.cwd()).resolve()
+    root = project_root(project_dir)
     env_path = root / env_file
-    dotenv = read_dotenv(env_path)
+    dotenv_text = read_text(env_path)
+    dotenv = parse_dotenv(dotenv_text) if dotenv_text is not None else {}
     compose_files = tuple(root / f for f in (files or ["docker-compose.yml"]))
     override = root / f"docker-compose.override.{environment}.yml"
     default_env = _infisical_json_env(root) or "dev"
@@ -111,6 +164,7 @@ def resolve(
         for name in CREDENTIAL_VARS
         if (value := shell.get(name) or dotenv.get(name))
     }
+    api_url, api_url_var = _domain(shell, dotenv)
     return Settings(
         project_dir=root,
         env_file=env_path,
@@ -124,16 +178,23 @@ def resolve(
         infisical_env=_pick(infisical_env, "INFISICAL_ENVIRONMENT", shell, dotenv, default_env),
         infisical_path=_pick(infisical_path, "INFISICAL_SECRET_PATH", shell, dotenv, "/"),
         project_id=_pick(project_id, "INFISICAL_PROJECT_ID", shell, dotenv, ""),
-        api_url=_pick(None, "INFISICAL_API_URL", shell, dotenv, ""),
+        api_url=api_url,
+        api_url_var=api_url_var,
         timeout=timeout,
         dotenv=dotenv,
+        dotenv_text=dotenv_text,
         credentials=credentials,
         shell=shell,
     )
 
 
+def project_root(project_dir: Path | None) -> Path:
+    """The folder every relative path is relative to (the lock lives there)."""
+    return (project_dir or Path.cwd()).resolve()
+
+
 def require_dotenv(settings: Settings) -> None:
-    if not settings.env_file.is_file():
+    if settings.dotenv_text is None:
         raise LauncherError(
             f"no {settings.env_file.name} in {settings.project_dir}", BAD_CONFIG,
             "run `python start_services.py init` to write one from .env.example",

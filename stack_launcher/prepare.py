@@ -1,0 +1,92 @@
+"""The step `up` and `plan` share: which secrets, which env files, which compose target.
+
+Both commands start from its result, so what `plan` shows is what `up` does. It decides;
+it writes nothing and starts nothing but the local Infisical (and only when asked).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from . import bootstrap, compose, init_only, keys
+from .envfile import read_exported, render
+from .masking import Masker
+from .output import Output
+from .secrets_source import (
+    FRESH,
+    LAST_GOOD,
+    Diff,
+    Obtained,
+    diff_secrets,
+    obtain,
+    report_origin,
+    request_for,
+)
+from .settings import Settings, require_dotenv
+
+
+@dataclass(frozen=True)
+class Prepared:
+    masker: Masker  # every secret known to this run, in every printed form
+    obtained: Obtained  # the secrets and where they came from
+    changes: Diff | None  # against the previous export; None when there is none to compare
+    export_text: str | None  # what the export file gets (a fresh export only)
+    target: compose.Target  # the AI stack, with the env files this run uses
+    env: dict[str, str]  # compose's process environment
+
+
+def seed_masker(settings: Settings, classes: keys.Classes) -> Masker:
+    """Every value this run knows before any subprocess runs: `.env`'s secrets, the last
+    good export, and the CLI's credentials."""
+    masker = Masker(keys.mask_values(settings, classes))
+    masker.add(s.reveal() for s in read_exported(settings.output).values())
+    masker.add(s.reveal() for s in settings.credentials.values())
+    return masker
+
+
+def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: Path, *,
+            start_infisical: bool, start_timeout: float) -> Prepared:
+    """`export_path`: where the compose run will find a fresh export (the caller writes
+    `export_text` there: `.env.infisical` for `up`, a temp file for `plan`)."""
+    require_dotenv(settings)
+    classes = keys.classify(settings)
+    if classes.problem:
+        out.warn(f"{classes.problem}; masking .env values by their names only")
+    masker = seed_masker(settings, classes)
+
+    unreachable = None
+    if bootstrap.applies(settings):
+        if start_infisical:
+            unreachable = bootstrap.ensure_up(settings, out, masker, start_timeout)
+        else:
+            running = bootstrap.is_running(settings)
+            out.info(f"Local Infisical ({settings.infisical_project_name}): "
+                     f"{'running' if running else 'not running (nothing is started)'}.")
+    obtained = obtain(settings, masker, max_stale, unreachable)
+    masker.add(s.reveal() for s in obtained.secrets.values())
+    report_origin(obtained, settings, out)
+
+    env_files = [settings.env_file]
+    changes = None
+    export_text = None
+    if obtained.origin == FRESH:
+        previous = read_exported(settings.output)
+        changes = diff_secrets(previous, obtained.secrets) if previous else None
+        export_text = render(obtained.secrets, request_for(settings).source)
+        env_files.append(export_path)
+    elif obtained.origin == LAST_GOOD:
+        env_files.append(settings.output)
+    if changes:
+        for warning in init_only.warnings_for(settings, changes.changed + changes.added):
+            out.warn(warning)
+
+    shadowed = keys.shadowed_keys(settings, obtained.secrets)
+    if shadowed:
+        out.warn(f"your shell exports {', '.join(shadowed)}; docker compose uses the shell's value over "
+                 f"{settings.env_file.name} and {settings.output.name} (unset them to use the files)")
+
+    target = compose.Target(settings.project_dir, settings.project_name, settings.compose_files_with_override,
+                            tuple(env_files), settings.profiles)
+    return Prepared(masker, obtained, changes, export_text, target,
+                    compose.compose_env(settings.shell, settings.profiles))

@@ -1,0 +1,93 @@
+"""The structure docs/architecture.md promises, held against the code: one runner of
+subprocesses, one builder of compose command lines."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from stack_launcher import compose
+
+PACKAGE = Path(__file__).resolve().parent.parent / "stack_launcher"
+MODULES = sorted(PACKAGE.glob("*.py"))
+
+
+def _tree(path: Path) -> ast.AST:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def test_only_process_py_starts_subprocesses():
+    offenders = []
+    for path in MODULES:
+        if path.name == "process.py":
+            continue
+        for node in ast.walk(_tree(path)):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if any(name.split(".")[0] in ("subprocess", "asyncio") for name in names) or (
+                    isinstance(node, ast.Attribute) and node.attr in ("system", "popen", "spawnv", "execv")
+                    and isinstance(node.value, ast.Name) and node.value.id == "os"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == [], f"subprocesses start outside process.py: {offenders}"
+
+
+def _spells_compose_argv(node: ast.AST) -> bool:
+    """A list or tuple literal holding the word "compose" next to "docker" or a subcommand."""
+    if not isinstance(node, (ast.List, ast.Tuple)):
+        return False
+    words = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return "compose" in words
+
+
+def test_only_compose_py_builds_compose_command_lines():
+    offenders = [f"{path.name}:{node.lineno}" for path in MODULES if path.name != "compose.py"
+                 for node in ast.walk(_tree(path)) if _spells_compose_argv(node)]
+    assert offenders == [], f"compose command lines built outside compose.py: {offenders}"
+
+
+def test_the_structure_test_would_catch_a_stray_compose_line():
+    stray = ast.parse('argv = ["docker", "compose", "-p", name, "up"]')
+    assert any(_spells_compose_argv(node) for node in ast.walk(stray))
+
+
+# ------------------------------------------------------------------ the command lines, as lists
+
+TARGET = compose.Target(Path("/p"), "localai", (Path("/p/docker-compose.yml"), Path("/p/override.yml")),
+                        (Path("/p/.env"), Path("/p/.env.infisical")), ("cpu",))
+BASE = ["docker", "compose", "-p", "localai", "--project-directory", "/p", "-f", "/p/docker-compose.yml",
+        "-f", "/p/override.yml", "--env-file", "/p/.env", "--env-file", "/p/.env.infisical", "--profile", "cpu"]
+
+
+def test_up_layers_env_files_in_order_and_keeps_progress_plain_for_masking():
+    assert TARGET.up() == BASE + ["--progress", "plain", "up", "-d"]
+
+
+def test_the_local_infisical_waits_with_a_whole_number_of_seconds():
+    infisical = compose.Target(Path("/p"), "localai-infisical", (Path("/p/infisical/docker-compose.yml"),),
+                               (Path("/p/.env"),))
+    assert infisical.up_wait(180.7) == ["docker", "compose", "-p", "localai-infisical", "--project-directory", "/p",
+                                        "-f", "/p/infisical/docker-compose.yml", "--env-file", "/p/.env",
+                                        "--progress", "plain", "up", "-d", "--wait", "--wait-timeout", "180"]
+
+
+def test_plan_asks_compose_for_its_dry_run_as_json_events():
+    assert TARGET.dry_run_up() == ["docker", "compose", "--dry-run"] + BASE[2:] + ["--progress", "json", "up", "-d"]
+
+
+def test_every_profile_can_be_resolved_at_once():
+    every = compose.Target(Path("/p"), "x", (Path("/p/c.yml"),), (Path("/p/.env"),), ("*",))
+    assert every.config_json() == ["docker", "compose", "-p", "x", "--project-directory", "/p", "-f", "/p/c.yml",
+                                   "--env-file", "/p/.env", "--profile", "*", "config", "--format", "json"]
+
+
+def test_down_needs_no_files_and_so_no_secrets():
+    assert compose.down_argv("localai", Path("/p")) == [
+        "docker", "compose", "-p", "localai", "--project-directory", "/p", "--progress", "plain", "down",
+        "--remove-orphans"]
+
+
+def test_profile_none_beats_a_compose_profiles_in_an_env_file():
+    assert compose.compose_env({"COMPOSE_PROFILES": "gpu", "A": "1"}, ()) == {"COMPOSE_PROFILES": "", "A": "1"}
+    assert compose.compose_env({"COMPOSE_PROFILES": "gpu", "A": "1"}, ("cpu",)) == {"A": "1"}
