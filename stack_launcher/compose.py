@@ -125,6 +125,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output
 
     def relay(chunk: str) -> None:
         for line in masker.feed(chunk):
+            line = redact(line)
             tail.append(line)
             show(line)
 
@@ -134,12 +135,44 @@ def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output
         raise _no_docker() from None
     finally:
         for line in masker.flush():
+            line = redact(line)
             tail.append(line)
             show(line)
     outcome = Outcome(code, tuple(tail))
     if code != 0:
         diagnose(outcome)
     return outcome
+
+
+# compose-go's dotenv parser: `failed to read FILE: line N: REASON`, where REASON may quote
+# the rest of the line, value included (`unterminated quoted value "s3cr3t...`).
+LOAD_ERROR = re.compile(r"failed to read (.+?): line (\d+): (.+)")
+
+
+def load_error_message(m: re.Match) -> str:
+    """File, line and key of an env-file line compose rejects; never the value."""
+    path, line, reason = m.group(1), int(m.group(2)), m.group(3)
+    reason = reason.split('"', 1)[0].split("'", 1)[0].strip() or "cannot parse the line"
+    where = f"line {line}"
+    if "unterminated" in reason:
+        from .envfile import unterminated_quote
+
+        try:
+            found = unterminated_quote(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeError):
+            found = None
+        if found:
+            where = f"line {found[0]}, {found[1]}"
+    return f"docker compose cannot load {Path(path).name}: {where}: {reason}"
+
+
+def redact(line: str) -> str:
+    """A line of compose's output with an env-file load error's quoted value cut off."""
+    m = LOAD_ERROR.search(line)
+    if not m:
+        return line
+    reason = m.group(3).split('"', 1)[0].split("'", 1)[0].rstrip()
+    return line[: m.start(3)] + (reason or "cannot parse the line")
 
 
 def diagnose(outcome: Outcome) -> None:
@@ -152,14 +185,13 @@ def diagnose(outcome: Outcome) -> None:
                  r"permission denied while trying to connect to the Docker daemon", text):
         raise LauncherError("the Docker engine is not reachable", DOCKER_UNAVAILABLE,
                             "start Docker (systemctl start docker, or open Docker Desktop) and check you may use it")
-    m = re.search(r"failed to read (.+?): line (\d+): (.+)", text)
+    m = LOAD_ERROR.search(text)
     if m:
-        raise LauncherError(f"docker compose cannot load {m.group(1)}, line {m.group(2)}: {m.group(3)}", BAD_CONFIG,
-                            "fix that line (see docs/troubleshooting.md on quoting)")
+        raise LauncherError(load_error_message(m), BAD_CONFIG, "fix that line (see docs/troubleshooting.md on quoting)")
     m = re.search(r"couldn't find env file: (.+)", text)
     if m:
         raise LauncherError(f"env file not found: {m.group(1).strip()}", BAD_CONFIG)
     m = re.search(r"unterminated quoted value", text)
-    if m:
+    if m:  # (a load error without its "failed to read" line)
         raise LauncherError("docker compose cannot load an env file: unterminated quoted value", BAD_CONFIG,
                             "close the quote (see docs/troubleshooting.md on quoting)")

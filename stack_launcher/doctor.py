@@ -413,6 +413,33 @@ def check_secrets_in_dotenv(settings: Settings, classes: Classes) -> Check:
                  "`python start_services.py migrate --apply`")
 
 
+def check_short_secrets(settings: Settings, classes: Classes) -> Check:
+    """Secrets shorter than the masking length are never masked (they would blank out
+    ordinary words), and are weak anyway."""
+    from .masking import MIN_LENGTH
+
+    name = "short-secrets"
+    short = [key for key, value in settings.dotenv.items() if value and classes.masked(key) and len(value) < MIN_LENGTH]
+    short += [key for key, secret in read_exported(settings.output).items() if 0 < len(secret) < MIN_LENGTH]
+    short = sorted(set(short))
+    if not short:
+        return Check(name, PASS, f"every secret has at least {MIN_LENGTH} characters")
+    return Check(name, WARN, f"shorter than {MIN_LENGTH} characters, so never masked in output and easy to guess: "
+                 f"{_names(short)}", "replace them with long random values (`python start_services.py init` "
+                 "generates them for keys that are empty)")
+
+
+def check_temp_files(settings: Settings) -> Check:
+    from .envfile import temp_files
+
+    name = "temp-files"
+    left = [p.name for path in (settings.env_file, settings.output) for p in temp_files(path)]
+    if not left:
+        return Check(name, PASS, "no temp file left by an interrupted write")
+    return Check(name, WARN, f"left by an interrupted write (they may hold secrets): {_names(left)}",
+                 "the next `up`, `init` or `migrate` removes them; or delete them yourself")
+
+
 def check_export_mode(settings: Settings) -> Check:
     name = "export-mode"
     path = settings.output
@@ -539,6 +566,8 @@ def collect(settings: Settings) -> list[Check]:
         ("env-example", lambda: check_catalog(classes)),
         ("placeholders", lambda: check_placeholders(settings, classes)),
         ("secrets-in-env-file", lambda: check_secrets_in_dotenv(settings, classes)),
+        ("short-secrets", lambda: check_short_secrets(settings, classes)),
+        ("temp-files", lambda: check_temp_files(settings)),
         ("export-mode", lambda: check_export_mode(settings)),
         ("export-age", lambda: check_export_age(settings)),
         ("git-ignore", lambda: check_git(settings)),

@@ -19,7 +19,8 @@ from .errors import BAD_CONFIG, LauncherError
 from .secret import Secret
 
 # What compose-go accepts in a variable name (the reference: letters, digits, _ . - [ ]).
-VALID_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-\[\]]*$")
+# Use fullmatch: `$` also matches before a final newline ("KEY\n" would pass).
+VALID_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
 
 HEADER_MARK = "# source:"
 
@@ -65,6 +66,38 @@ def read_dotenv(path: Path, interpolate: bool = False) -> dict[str, str]:
     return {} if text is None else parse_dotenv(text, interpolate)
 
 
+def unterminated_quote(text: str) -> tuple[int, str] | None:
+    """(line, key) of the first assignment whose quote never closes, as compose reads quotes:
+    `\\` escapes inside double quotes and `\'` inside single ones. None if every quote closes."""
+    lines = text.split("\n")
+    number = 0
+    while number < len(lines):
+        m = re.match(r"\s*(?:export\s+)?([^=\s#]+)\s*=\s*(['\"])", lines[number])
+        number += 1
+        if not m:
+            continue
+        key, quote_char = m.group(1), m.group(2)
+        rest = lines[number - 1][m.end():]
+        start = number
+        while True:
+            i, closed = 0, False
+            while i < len(rest):
+                if rest[i] == "\\":
+                    i += 2
+                    continue
+                if rest[i] == quote_char:
+                    closed = True
+                    break
+                i += 1
+            if closed:
+                break
+            if number >= len(lines):
+                return start, key
+            rest = lines[number]
+            number += 1
+    return None
+
+
 def quote(value: str) -> str:
     """Double quotes are the one dotenv quoting compose reads back for every value."""
     escaped = (
@@ -101,16 +134,38 @@ def render(secrets: Mapping[str, Secret], source: Source, when: datetime | None 
     return "\n".join(lines) + "\n"
 
 
+TEMP_MARK = ".tmp-"  # `<name>.tmp-XXXX`: matched by .gitignore's `.env.*`, and ours alone
+
+
+def temp_files(path: Path) -> list[Path]:
+    """Temp files a write of `path` left behind (killed mid-write)."""
+    return sorted(p for p in path.parent.glob(f"{path.name}{TEMP_MARK}*") if not p.is_dir())
+
+
 def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` with mode 0600, atomically, never through a symlink.
 
     A temp file in the same folder, created 0600 whatever the umask, fsynced, then renamed
     over the target: a reader sees the old file or the new one, never half of one, and a
     failed write leaves the old file as it was. os.replace swaps a symlink itself, never its
-    target. (0600 is a POSIX guarantee; on Windows the file inherits the folder's ACL.)
+    target. Callers hold the project lock, so temp files of ours found here are stale (a run
+    killed mid-write) and are removed. (0600 is a POSIX guarantee; on Windows the file
+    inherits the folder's ACL.)
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise LauncherError(f"{path} is a directory; it must be a file", BAD_CONFIG,
+                            f"remove or rename the folder {path.name}")
+    for stale in temp_files(path):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}{TEMP_MARK}", dir=path.parent)
+    except OSError as exc:
+        raise LauncherError(f"cannot write {path.name} in {path.parent}: {exc.strerror or exc.__class__.__name__}",
+                            BAD_CONFIG, f"check that you may write to {path.parent}") from None
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, 0o600)  # mkstemp already uses 0600; say so against odd platforms

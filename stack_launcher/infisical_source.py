@@ -20,6 +20,9 @@ from .secret import Secret
 # bare TOKEN, which is too often someone else's: the launcher drops it from the CLI's env.
 TOKEN_VARS = ("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "INFISICAL_TOKEN")
 DROPPED_VARS = ("TOKEN",)
+# What the CLI prints on stderr when it serves its cached copy instead of a fresh fetch
+# (util/secrets.go; reference: "Its own offline cache").
+CACHED_COPY = "serving secrets from last successful fetch"
 CLIENT_ID, CLIENT_SECRET = "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"
 
 
@@ -158,6 +161,11 @@ def fetch(request: Request, base_env: Mapping[str, str], masker: Masker, *, allo
     """Export the secrets of `request`, or raise Unavailable saying why."""
     cli, env = session or connect(request, base_env, masker)
     result = _run(cli, export_args(request), env, request, masker, "export")
+    if CACHED_COPY in result.stderr:
+        # Exit 0, but the CLI's own encrypted copy of its last fetch, of unknown age: the
+        # server is not reachable, and our own fallback (with --max-stale) decides instead.
+        raise Unavailable("the Infisical server is unreachable (the CLI offered its own cached copy of the "
+                          "last fetch, which is not used)")
     return parse_export(result.stdout, request, allow_empty=allow_empty)
 
 
@@ -197,10 +205,18 @@ def delete(request: Request, session: tuple[str, dict[str, str]], masker: Masker
     _run(cli, ["secrets", "delete", *keys, "--type=shared", *_scope_args(request)], env, request, masker, "secrets delete")
 
 
+def _shown(key: str) -> str:
+    """A rejected key as one printable line (it may hold a newline or controls)."""
+    text = key.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
 def parse_export(stdout: str, request: Request, allow_empty: bool = False) -> Export:
     """Validate the CLI's JSON: an array of {key: str, value: str}; never echo a value."""
     try:
         data = json.loads(stdout)
+    except RecursionError:
+        raise Unavailable("`infisical export` printed JSON nested too deeply to be a list of secrets") from None
     except ValueError:
         first = stdout.strip().splitlines()[0][:60] if stdout.strip() else ""
         hint = " (it looks like a login prompt: run `infisical login` or set a machine identity)" if "login" in first.lower() else ""
@@ -215,8 +231,13 @@ def parse_export(stdout: str, request: Request, allow_empty: bool = False) -> Ex
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("value"), str):
             raise Unavailable(f"`infisical export` returned an entry without a string key and value (item {index})")
         key = item["key"]
-        if not VALID_KEY.match(key):
-            warnings.append(f"skipped Infisical key {key!r}: docker compose does not accept that name")
+        if not VALID_KEY.fullmatch(key):
+            warnings.append(f"skipped Infisical key {_shown(key)}: docker compose does not accept that name")
+            continue
+        try:
+            item["value"].encode("utf-8")
+        except UnicodeEncodeError:
+            warnings.append(f"skipped Infisical key {key}: its value holds a lone surrogate, which no file can hold")
             continue
         if key in secrets:
             warnings.append(f"Infisical returned {key} twice (imports or folders); the last one wins")

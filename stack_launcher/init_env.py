@@ -12,7 +12,6 @@ Rules (issue 3):
 """
 from __future__ import annotations
 
-import io
 import os
 import re
 import stat
@@ -20,11 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from dotenv import dotenv_values
-
 from stack_launcher import engine, errors
 from stack_launcher.catalog import ASSIGNMENT, Entry, parse_catalog
-from stack_launcher.envfile import backup_copy, write_private
+from stack_launcher.envfile import backup_copy, parse_dotenv, write_private
 from stack_launcher.generate import generate
 
 DOCKER_TIMEOUT = 30
@@ -99,7 +96,8 @@ def init_env(
 
 
 def _values(text: str) -> dict[str, str]:
-    return {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    """Raw values, not interpolated: `KEY=${FROM_ELSEWHERE}` is set, however it resolves."""
+    return parse_dotenv(text)
 
 
 def _plan(catalog: dict[str, Entry], existing: dict[str, str] | None) -> _Plan:
@@ -224,12 +222,12 @@ def _completed_text(existing_text: str, example_text: str, catalog: dict[str, En
         lines[-1] += "\n"
     to_append = list(plan.added)
     for key in plan.filled:
-        empty = re.compile(rf"^\s*(?:export\s+)?{re.escape(key)}\s*=\s*(?:''|\"\")?\s*(?:#.*)?$")
-        hits = [i for i, line in enumerate(lines) if empty.match(line.rstrip("\n"))]
+        empty = re.compile(rf"^\ufeff?\s*(?:export\s+)?{re.escape(key)}\s*(?:=\s*(?:''|\"\")?)?\s*(?:#.*)?$")
+        hits = [i for i, line in enumerate(lines) if empty.match(line.rstrip("\r\n"))]
         if hits:
-            lines[hits[-1]] = f"{key}={plan.values[key]}\n"
-        else:  # an unusual spelling: a later assignment wins in compose and dotenv alike
-            to_append.append(key)
+            ending = "\r\n" if lines[hits[-1]].endswith("\r\n") else "\n"
+            lines[hits[-1]] = f"{key}={plan.values[key]}{ending}"
+        # else: a spelling we cannot rewrite in place; never append a second assignment
     if to_append:
         lines.append(f"\n# Added by `start_services.py init` on {datetime.now():%Y-%m-%d %H:%M:%S}\n")
         for key in to_append:

@@ -38,6 +38,7 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     out.detail(f"$ {compose.display(argv)}")
     outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
     if outcome.code != 0:
+        out.failure_lines(outcome.tail[-10:])
         missing = outcome.missing_variables()
         if missing:
             hint = "add it to Infisical" if obtained.origin != DOTENV_ONLY else "add it to .env or Infisical"
@@ -45,7 +46,7 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
                 hint += ", or start from the last good export with --offline"
             out.error(f"docker compose needs {', '.join(missing)}, which no env file sets: {hint}.")
         else:
-            out.error(f"docker compose failed (exit {outcome.code}); its output is above.")
+            out.error(f"docker compose failed (exit {outcome.code}); its last lines are above.")
         return outcome.code
     out.success(f"Stack '{settings.project_name}' is up ({'profile ' + settings.profile if settings.profile else 'no profile'}, "
                 f"{settings.environment}).")
@@ -56,6 +57,8 @@ def down(project_name: str, project_dir: Path, shell: dict, out: Output) -> int:
     argv = compose.down_argv(project_name, project_dir)
     out.detail(f"$ {compose.display(argv)}")
     outcome = compose.run(argv, dict(shell), Masker(), out, project_dir)
+    if outcome.code != 0:
+        out.failure_lines(outcome.tail[-10:])
     if outcome.code == 0:
         out.success(f"Stack '{project_name}' is down (volumes kept).")
     return outcome.code

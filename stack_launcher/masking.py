@@ -15,6 +15,36 @@ MIN_LENGTH = 6
 MASK = "***"
 
 
+def go_quote(value: str) -> str:
+    """The inside of Go's strconv.Quote (`%q`), as compose and the daemon print values in
+    errors (`parsing "Tr0ub4dor\\"&3"`): `\\` and `"` escaped, controls as \\n \\t \\xNN or \\uNNNN."""
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif not ch.isprintable() and ch != " ":
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def printed_forms(value: str) -> set[str]:
+    """Every form a subprocess may print a value in: raw, JSON-escaped (ASCII and not; Go's
+    encoding/json also escapes & < >), and Go-quoted."""
+    forms = {value, go_quote(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    forms.add(json.dumps(value)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
+    return forms
+
+
 class Masker:
     """Values are looked up by their first MIN_LENGTH characters, so building a masker and
     masking a line cost the same for 10 secrets as for 10,000 (one alternation regex of
@@ -29,7 +59,7 @@ class Masker:
     def add(self, values: Iterable[str]) -> None:
         changed = set()
         multiline = []
-        for value in values:
+        for value in {form for v in values if len(v) >= MIN_LENGTH for form in printed_forms(v)}:
             if len(value) < MIN_LENGTH:
                 continue
             bucket = self._by_prefix.setdefault(value[:MIN_LENGTH], [])

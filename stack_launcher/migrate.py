@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from .secret import Secret
 from .secrets_source import request_for
 from .settings import Settings, require_dotenv
 
-INTERPOLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+INTERPOLABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -37,7 +38,7 @@ class MigrationPlan:
 
 def compose_values(settings: Settings, keys: list[str], masker: Masker) -> dict[str, str]:
     """Each key's value as docker compose reads `.env` (its quoting and interpolation rules)."""
-    keys = [k for k in keys if INTERPOLABLE.match(k)]
+    keys = [k for k in keys if INTERPOLABLE.fullmatch(k)]
     if not keys:
         return {}
     with tempfile.TemporaryDirectory(prefix="start-services-migrate-") as tmp:
@@ -50,10 +51,13 @@ def compose_values(settings: Settings, keys: list[str], masker: Masker) -> dict[
         target = compose.Target(settings.project_dir, "start-services-migrate", (probe,), (settings.env_file,))
         result = compose.capture(target.config_json(), env, settings.project_dir, timeout=60)
     if result.returncode != 0:
-        m = re.search(r"failed to read (.+?): line (\d+): (.+)", result.stderr)
+        m = compose.LOAD_ERROR.search(result.stderr)
+        if m:
+            raise LauncherError(compose.load_error_message(m), BAD_CONFIG,
+                                "fix that line (see docs/troubleshooting.md on quoting); nothing changed")
         last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
-        where = f"{m.group(1)}, line {m.group(2)}: {masker.mask(m.group(3))}" if m else masker.mask(last)
-        raise LauncherError(f"docker compose cannot load {settings.env_file.name}: {where}", BAD_CONFIG)
+        raise LauncherError(f"docker compose cannot load {settings.env_file.name}: "
+                            f"{masker.mask(compose.redact(last))}", BAD_CONFIG)
     environment = json.loads(result.stdout)["services"]["probe"].get("environment") or {}
     return {k: (v or "").replace("$$", "$") for k, v in environment.items()}
 
@@ -69,7 +73,7 @@ def decide(settings: Settings, classes: keys.Classes, masker: Masker) -> Migrati
             plan.stay[key] = "empty"
         elif "${" in raw:
             plan.stay[key] = "refers to another variable (${...}); Infisical would expand it on export"
-        elif not INTERPOLABLE.match(key) or not VALID_KEY.match(key):
+        elif not INTERPOLABLE.fullmatch(key) or not VALID_KEY.fullmatch(key):
             plan.stay[key] = "name docker compose cannot interpolate"
         else:
             candidates.append(key)
@@ -103,6 +107,11 @@ def without_keys(text: str, keys: set[str], when: str) -> str:
 
 def migrate(settings: Settings, out: Output, apply: bool) -> int:
     require_dotenv(settings)
+    if os.path.islink(settings.env_file):
+        # Rewriting would replace the link and leave every secret in clear in its target.
+        raise LauncherError(f"{settings.env_file} is a symlink; migrate does not rewrite through symlinks", BAD_CONFIG,
+                            "replace it with a regular file (cp --remove-destination \"$(readlink -f .env)\" .env), "
+                            "then run migrate again")
     classes = keys.classify(settings)
     classes.require()  # judging by names alone could move Infisical's own keys into Infisical
     masker = seed_masker(settings, classes)

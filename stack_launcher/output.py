@@ -45,6 +45,13 @@ class Output:
         if not self.quiet:
             print(line, file=self.stream, flush=True)
 
+    def failure_lines(self, lines) -> None:
+        """A failed program's last (masked) lines: what `--quiet` hid is what explains the
+        failure, so they are shown then; otherwise they are already above."""
+        if self.quiet:
+            for line in lines:
+                print(line, file=self.stream, flush=True)
+
     def success(self, text: str) -> None:
         if not self.quiet:
             self._print(text, "green")

@@ -73,6 +73,7 @@ def plan(settings: Settings, out: Output, max_stale: timedelta) -> int:
         compose.diagnose(compose.Outcome(result.returncode, tuple(lines)))
         for line in lines[-10:]:
             out.relay(line)
+        out.failure_lines(lines[-10:])
         out.error("docker compose could not plan the launch; its output is above.")
         return result.returncode
     decided = services_decided(result.stdout + "\n" + result.stderr, settings.project_name)

@@ -165,6 +165,7 @@ def resolve(
         if (value := shell.get(name) or dotenv.get(name))
     }
     api_url, api_url_var = _domain(shell, dotenv)
+    _check_output(root / output, env_path, compose_files + ((override,) if override.is_file() else ()))
     return Settings(
         project_dir=root,
         env_file=env_path,
@@ -186,6 +187,26 @@ def resolve(
         credentials=credentials,
         shell=shell,
     )
+
+
+def _check_output(output: Path, env_file: Path, compose_files: tuple[Path, ...]) -> None:
+    """The export is rewritten on every run: it must never be a file the user keeps."""
+    def same(a: Path, b: Path) -> bool:
+        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b)) or (
+            a.exists() and b.exists() and os.path.samefile(a, b))
+
+    if same(output, env_file):
+        raise LauncherError(f"--output {output.name} is the env file itself; the export would overwrite it",
+                            BAD_CONFIG, "leave --output at .env.infisical, or name a new file")
+    for path in compose_files:
+        if same(output, path):
+            raise LauncherError(f"--output {output.name} is a compose file; the export would overwrite it",
+                                BAD_CONFIG, "name a new file for --output")
+    if output.is_dir():
+        raise LauncherError(f"--output {output} is a directory, not a file", BAD_CONFIG,
+                            "name a file for --output, or remove that folder")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise LauncherError(f"--output {output}: {output.parent} is not a folder", BAD_CONFIG)
 
 
 def project_root(project_dir: Path | None) -> Path:
