@@ -176,20 +176,25 @@ def _scope_args(request: Request) -> list[str]:
 def push(request: Request, session: tuple[str, dict[str, str]], masker: Masker, values: Mapping[str, Secret]) -> None:
     """`infisical secrets set --file` from a 0600 temp file: values never in argv.
 
-    The file is YAML with JSON-style double-quoted scalars (JSON is YAML), the one format
-    the CLI reads that can hold every value: its .env reader knows no escapes.
+    The file is YAML (push_file.render), the one format the CLI reads that can hold every
+    value: its .env reader knows no escapes.
     """
     import os
     import tempfile
 
+    from . import push_file
+
     cli, env = session
+    try:
+        text = push_file.render({key: secret.reveal() for key, secret in values.items()})
+    except ValueError as exc:
+        raise Unavailable(f"cannot write the push file: {exc}") from None
     folder = tempfile.mkdtemp(prefix="start-services-")
     path = os.path.join(folder, "secrets.yaml")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for key, secret in values.items():
-                handle.write(f"{key}: {json.dumps(secret.reveal(), ensure_ascii=True)}\n")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
         _run(cli, ["secrets", "set", f"--file={path}", "--type=shared", *_scope_args(request)], env, request, masker,
              "secrets set")
     finally:

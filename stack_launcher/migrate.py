@@ -16,10 +16,11 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Mapping
 
 from . import compose, infisical_source, keys
-from .envfile import VALID_KEY, backup_copy, write_private
-from .errors import BAD_CONFIG, INFISICAL_UNAVAILABLE, OK, LauncherError
+from .envfile import VALID_KEY, backup_copy, render, write_private
+from .errors import BAD_CONFIG, FAILED, INFISICAL_UNAVAILABLE, OK, LauncherError
 from .masking import Masker
 from .output import Output
 from .prepare import seed_masker
@@ -82,11 +83,59 @@ def decide(settings: Settings, classes: keys.Classes, masker: Masker) -> Migrati
         value = values.get(key, "")
         if not value:
             plan.stay[key] = "empty as docker compose reads it"
+        elif not value.strip():
+            plan.stay[key] = "only whitespace, which the Infisical CLI refuses to store"
         elif "${" in value:
             plan.stay[key] = "contains ${...}, which Infisical would expand on export"
         else:
             plan.move[key] = Secret(value)
+    # Compose interpolates `.env` before it reads the export: a value left in `.env` that
+    # refers to a moved key would silently lose it (DATABASE_URL=...${DB_PASSWORD}... -> empty).
+    changed = True
+    while changed:
+        changed = False
+        for referrer, raw in settings.dotenv.items():
+            if referrer in plan.move:
+                continue
+            for key in sorted(keys.referenced_variables(raw) & set(plan.move)):
+                del plan.move[key]
+                plan.stay[key] = f"{referrer} in .env refers to it, and compose reads .env before Infisical's values"
+                changed = True
     return plan
+
+
+def resolved_environments(settings: Settings, dotenv: Path, export: Mapping[str, Secret]) -> dict[str, dict]:
+    """Every service's environment as compose resolves it from `dotenv` plus `export`: every
+    profile, the compose file and each docker-compose.override.*.yml; {} without a stack."""
+    files = tuple(f for f in settings.compose_files if f.is_file())
+    files += tuple(sorted(settings.project_dir.glob("docker-compose.override.*.yml")))
+    if not files:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="start-services-migrate-") as tmp:
+        env_files = [dotenv]
+        if export:
+            exported = Path(tmp) / ".env.infisical"
+            write_private(exported, render(export, request_for(settings).source))
+            env_files.append(exported)
+        target = compose.Target(settings.project_dir, settings.project_name, files, tuple(env_files), ("*",))
+        result = compose.capture(target.config_json(), compose.compose_env(settings.shell, ("*",)), settings.project_dir)
+    if result.returncode != 0:
+        m = compose.LOAD_ERROR.search(result.stderr)
+        why = compose.load_error_message(m) if m else compose.redact(
+            (result.stderr.strip().splitlines() or ["no message"])[-1])
+        raise LauncherError(f"cannot resolve the stack's configuration to check the move ({why}); nothing changed",
+                            BAD_CONFIG, "fix what docker compose reports, then run migrate again")
+    services = json.loads(result.stdout).get("services") or {}
+    return {name: dict(service.get("environment") or {}) for name, service in services.items()}
+
+
+def differences(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
+    """`service: VAR` for every variable a container would receive differently (names only)."""
+    found = []
+    for service in sorted(set(before) | set(after)):
+        old, new = before.get(service, {}), after.get(service, {})
+        found += [f"{service}: {var}" for var in sorted(set(old) | set(new)) if old.get(var) != new.get(var)]
+    return found
 
 
 def without_keys(text: str, keys: set[str], when: str) -> str:
@@ -99,7 +148,9 @@ def without_keys(text: str, keys: set[str], when: str) -> str:
     parts = []
     for binding in bindings:
         if binding.key in keys:
-            parts.append(f"# {binding.key} moved to Infisical on {when}\n")
+            original = binding.original.string
+            ending = "\r\n" if original.endswith("\r\n") else ("\n" if original.endswith("\n") else "")
+            parts.append(f"# {binding.key} moved to Infisical on {when}{ending}")
         else:
             parts.append(binding.original.string)
     return "".join(parts)
@@ -139,6 +190,9 @@ def migrate(settings: Settings, out: Output, apply: bool) -> int:
     except infisical_source.Unavailable as exc:
         raise LauncherError(f"Infisical is unavailable, nothing changed: {exc}", INFISICAL_UNAVAILABLE) from None
 
+    # What every container receives today; the move must leave it exactly the same.
+    received = resolved_environments(settings, settings.env_file, before)
+
     conflicts = sorted(k for k in plan.move if k in before and before[k] != plan.move[k])
     for key in conflicts:
         out.warn(f"{key}: Infisical already holds another value, which wins at launch; left as it is in both places")
@@ -166,8 +220,27 @@ def migrate(settings: Settings, out: Output, apply: bool) -> int:
 
     if verified:
         text = settings.dotenv_text  # the one read, under the lock, that the plan came from
+        new_text = without_keys(text, verified, datetime.now().strftime("%Y-%m-%d"))
         saved = backup_copy(settings.env_file, text)
-        write_private(settings.env_file, without_keys(text, verified, datetime.now().strftime("%Y-%m-%d")))
+        write_private(settings.env_file, new_text)
+        # Resolved from the real files: an `env_file: .env` in the stack reads .env itself.
+        try:
+            changed = differences(received, resolved_environments(settings, settings.env_file, after))
+        except BaseException:
+            write_private(settings.env_file, text)
+            raise
+        if changed:
+            write_private(settings.env_file, text)  # byte for byte what it was (the backup holds it too)
+            created = sorted(k for k in to_push if k in after)
+            try:
+                if created:
+                    infisical_source.delete(request, session, masker, created)
+            except infisical_source.Unavailable as exc:
+                out.error(f"removing this run's copies of {', '.join(created)} from Infisical failed: {exc}")
+            out.error(f"the move would change what containers receive ({', '.join(changed)}); undone: "
+                      f"{settings.env_file.name} restored" + (", this run's copies removed from Infisical"
+                                                            if created else ""))
+            return FAILED
         out.success(f"Moved {len(verified)} secrets to Infisical and removed them from .env "
                     f"(backup: {saved.name}, mode 0600): {', '.join(sorted(verified))}")
-    return 1 if failed else 0
+    return FAILED if failed else OK
