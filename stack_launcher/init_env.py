@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stack_launcher import engine, errors
 from stack_launcher.catalog import ASSIGNMENT, Entry, parse_catalog
-from stack_launcher.envfile import backup_copy, parse_dotenv, write_private
+from stack_launcher.envfile import backup_copy, parse_dotenv, read_text, write_private
 from stack_launcher.generate import generate
 
 DOCKER_TIMEOUT = 30
@@ -50,10 +50,11 @@ def init_env(
     """Write or complete `env_file` from `example`. Returns 0; raises LauncherError."""
     env_file = project_dir / env_file
     example = project_dir / example
-    try:
-        example_text = example.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise errors.LauncherError(f"cannot read {example}: {exc.strerror}", errors.BAD_CONFIG) from None
+    example_text = read_text(example)
+    if example_text is None:
+        raise errors.LauncherError(f"no {example.name} in {example.parent}", errors.BAD_CONFIG,
+                                   "restore it with git (`git checkout .env.example`)")
+    example_text = example_text.removeprefix("\ufeff")
     catalog = parse_catalog(example_text, str(example))
 
     if os.path.islink(env_file):

@@ -107,7 +107,8 @@ def classify(settings: Settings) -> Classes:
 
 def mask_values(settings: Settings, classes: Classes) -> list[str]:
     """Every form in which a masked `.env` value may be printed: as written, as compose reads
-    `\\$` (a literal `$`), and as python-dotenv interpolates `$VAR` in it."""
+    `\\$` (a literal `$`), as python-dotenv interpolates `${VAR}`, and with `$VAR` and
+    `${VAR}` expanded as compose does from the shell and `.env`."""
     from .envfile import read_dotenv
 
     values = []
@@ -120,7 +121,26 @@ def mask_values(settings: Settings, classes: Classes) -> list[str]:
             if interpolated is None:
                 interpolated = read_dotenv(settings.env_file, interpolate=True)
             values.append(interpolated.get(key, ""))
+            values.append(_expand(value, settings.shell, interpolated))
     return [v for v in values if v]
+
+
+_VARIABLE = re.compile(r"\\\$|\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _expand(value: str, shell: Mapping[str, str], dotenv: Mapping[str, str]) -> str:
+    """`$VAR`, `${VAR}` and `${VAR:-default}` as compose expands them (shell first, then
+    `.env`); python-dotenv expands only the braced form."""
+    def lookup(m: re.Match) -> str:
+        if m.group(0) in ("\\$", "$$"):
+            return "$"
+        name = m.group(1) or m.group(4)
+        found = shell.get(name, dotenv.get(name))
+        if m.group(2) and m.group(2).endswith("-") and not found:
+            return m.group(3) or ""
+        return found or ""
+
+    return _VARIABLE.sub(lookup, value)
 
 
 def shadowed_keys(settings: Settings, secrets: Mapping[str, Secret]) -> list[str]:

@@ -196,16 +196,9 @@ def test_up_never_prints_a_value_with_quotes_and_ampersands_that_compose_quotes(
 
 # ------------------------------------------------------------------------------ 2. a $VAR inside a .env secret
 
-DOLLAR_VAR_NOT_MASKED = pytest.mark.xfail(strict=True, reason=(
-    "launcher bug: a .env secret `PORT_SECRET=s3cr3t-$HOSTPART` is printed by compose as "
-    "`invalid hostPort: s3cr3t-abcdef` and relayed unmasked. keys.mask_values registers the form "
-    "python-dotenv interpolates, but python-dotenv expands only ${VAR}, never $VAR, so the form "
-    "compose prints is never registered (the ${HOSTPART} spelling is masked)"))
-
-
 @pytest.mark.parametrize("command, spelling", [
-    pytest.param("up", "$HOSTPART", marks=DOLLAR_VAR_NOT_MASKED),
-    pytest.param("plan", "$HOSTPART", marks=DOLLAR_VAR_NOT_MASKED),
+    pytest.param("up", "$HOSTPART"),
+    pytest.param("plan", "$HOSTPART"),
     pytest.param("up", "${HOSTPART}"),
 ], ids=["up-$VAR", "plan-$VAR", "up-${VAR}"])
 def test_a_dotenv_secret_with_a_variable_inside_is_masked_as_compose_interpolates_it(project, run_launcher, command,
@@ -655,10 +648,6 @@ def test_a_non_utf8_env_example_is_exit_6_with_one_line(folder, run_launcher, co
     assert folder.docker_calls() == [] and folder.infisical.calls() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "launcher bug: `init` with a non-UTF-8 .env.example says only `error: a file is not valid UTF-8 "
-    "text (UnicodeDecodeError)` (cli._describe_os_error): it names neither .env.example nor the line, "
-    "while `migrate` says `.env.example cannot be used: .env.example is not UTF-8 text (line 10)`"))
 def test_init_names_the_env_example_that_is_not_utf8(folder, run_launcher):
     (folder.dir / ".env.example").write_bytes(EXAMPLE.encode() + b"#@ config\nCITY=Z\xfcrich\n")
     result = run_launcher(["init"], cwd=folder.dir, env=folder.env)
