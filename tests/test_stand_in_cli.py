@@ -2,6 +2,8 @@
 and the engine fixtures work against the real engine."""
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import json
 import os
 import signal
@@ -10,8 +12,12 @@ import subprocess
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from stack_launcher.push_file import render
+from support.goyaml import go_yaml_or_skip
 from support.infisical_server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN
+from support.processes import STAND_IN_BIN
 
 
 def cli(server, *args, token=None, cwd=None, timeout=20, **env):
@@ -247,3 +253,289 @@ def test_stack_fixture_runs_a_busybox_service(stack):
     assert env["GREETING"] == "hello" and env["FIXED"] == "x=1"
     assert len(stack.container_id("app")) == 64
     assert stack.config_hash("app")
+
+
+# -- secrets set --file X.yaml reads as go-yaml does -------------------------------------------
+
+OFFLINE_WARNING = ("Warning: Unable to fetch the latest secret(s) due to connection error, serving "
+                   "secrets from last successful fetch. For more info, run with --debug")
+
+
+def load_stand_in():
+    """The stand-in as a module, to run its go-yaml reader in-process."""
+    loader = importlib.machinery.SourceFileLoader("infisical_stand_in", str(STAND_IN_BIN / "infisical"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+STAND_IN = load_stand_in()
+
+
+def stand_in_reads(document: str | bytes) -> dict:
+    """{"secrets": {...}} or {"error": text}, as the stand-in's parseSecrets gives them."""
+    data = document if isinstance(document, bytes) else document.encode("utf-8", "surrogatepass")
+    try:
+        return {"secrets": STAND_IN.yaml_secrets(data)}
+    except STAND_IN.YamlError as exc:
+        return {"error": str(exc)}
+
+
+def go_reads(go_yaml, documents: list[str | bytes]) -> list[dict]:
+    return [{"error": str(r)} if isinstance(r, Exception) else {"secrets": r}
+            for r in go_yaml.parse_each(documents)]
+
+
+@pytest.fixture(scope="module")
+def go_yaml():
+    """The real go-yaml (tests/support/goyaml); skips without Go, fails in CI."""
+    return go_yaml_or_skip()
+
+
+def set_from_file(server, tmp_path, text: str | bytes, name: str = "push.yaml", **env):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+    return cli(server, "secrets", "set", f"--file={path}", "--projectId=proj-1", token=DEFAULT_TOKEN, **env)
+
+
+def test_a_push_file_from_the_launcher_is_stored_exactly(infisical_server, tmp_path):
+    values = {"EMOJI": "🔑", "QUOTES": 'say "hi" \\ it\'s', "MULTI": "a\nb\r\nc", "NEL": "a\x85b",
+              "CONTROLS": "del\x7f c1\x80 nul\x00", "SEPARATORS": "a \u2028 b", "BOM": "\ufeffx",
+              "NONCHAR": "\ufffe\uffff", "REF": "${X} $HOME"}
+    result = set_from_file(infisical_server, tmp_path, render(values))
+    assert result.returncode == 0, result.stderr
+    assert infisical_server.secrets() == values
+
+
+def test_the_old_json_push_file_with_an_emoji_fails_as_the_real_cli_does(infisical_server, tmp_path):
+    infisical_server.set_server("down")  # the file is read before any server call
+    result = set_from_file(infisical_server, tmp_path, 'OK: "fine"\nKEY: "\\ud83d\\udd11"\n')
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == ("error parsing secrets: failed to parse YAML file: yaml: line 2: "
+                             "found invalid Unicode character escape code\n")
+    infisical_server.set_server("up")
+    assert infisical_server.secrets() == {}
+
+
+@pytest.mark.parametrize("raw", ["\x7f", "\x80", "\x9f", "\ufffe", "\uffff", "\x00", "\x1b"])
+def test_a_raw_control_character_fails_the_whole_push_file(infisical_server, tmp_path, raw):
+    result = set_from_file(infisical_server, tmp_path, f'A: "fine"\nB: "a{raw}b"\n')
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "error parsing secrets: failed to parse YAML file: yaml: control characters are not allowed\n"
+    assert infisical_server.secrets() == {}
+
+
+def test_a_raw_next_line_in_a_push_file_is_folded_into_a_space(infisical_server, tmp_path):
+    result = set_from_file(infisical_server, tmp_path, 'ONE: "a\x85b"\nTWO: "a\x85\x85b"\nLF: "a\n  b"\n')
+    assert result.returncode == 0, result.stderr
+    assert infisical_server.secrets() == {"ONE": "a b", "TWO": "a\nb", "LF": "a b"}
+
+
+def test_a_value_that_is_not_a_string_fails_the_push_file(infisical_server, tmp_path):
+    for document, key in (("A: 1\n", "A"), ('A: "x"\nB: true\n', "B"), ("C:\n", "C"), ("D: 2024-01-01\n", "D")):
+        result = set_from_file(infisical_server, tmp_path, document)
+        assert result.returncode == 1
+        assert result.stderr == f"error parsing secrets: YAML secret '{key}' must be a string\n"
+
+
+@pytest.mark.parametrize("document, message", [
+    ('"1A": "x"\n', "secret key '1A' cannot start with a number"),
+    ('"MY KEY": "x"\n', "secret key 'MY KEY' cannot contain spaces"),
+    ('"": "x"\n', "secret keys cannot be empty"),
+    ('E: ""\n', "Secret key 'E' has an empty value"),
+    ('W: " \\t\\n\\x85\\u00a0\\u3000"\n', "Secret key 'W' has an empty value"),  # Go's unicode.IsSpace
+    ("{}\n", "no valid secrets found in the file"),
+    ("# nothing\n", "no valid secrets found in the file"),
+])
+def test_secrets_set_file_validation_matches_the_real_cli(infisical_server, tmp_path, document, message):
+    result = set_from_file(infisical_server, tmp_path, document)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", message + "\n")
+    assert infisical_server.secrets() == {}
+
+
+def test_secrets_set_file_accepts_what_go_accepts_but_python_would_strip(infisical_server, tmp_path):
+    # U+001C..U+001F are whitespace to Python's str.strip() but not to Go's strings.TrimSpace;
+    # only an ASCII digit counts as "starts with a number" (the CLI looks at the first byte).
+    result = set_from_file(infisical_server, tmp_path, '"SEP": "\\x1c"\n"\u0663A": "x"\n')
+    assert result.returncode == 0, result.stderr
+    assert infisical_server.secrets() == {"SEP": "\x1c", "\u0663A": "x"}
+
+
+def test_a_duplicate_key_fails_the_push_file(infisical_server, tmp_path):
+    result = set_from_file(infisical_server, tmp_path, 'A: "x"\n"A": "y"\n')
+    assert result.returncode == 1
+    assert result.stderr == ("error parsing secrets: failed to parse YAML file: yaml: unmarshal errors:\n"
+                             '  line 2: mapping key "A" already defined at line 1\n')
+
+
+def test_a_dotenv_push_file_is_still_read_naively(infisical_server, tmp_path):
+    result = set_from_file(infisical_server, tmp_path, 'A="x\\ny"\n// c\nB = \'two words\' \n', name="push.env")
+    assert result.returncode == 0, result.stderr
+    assert infisical_server.secrets() == {"A": "x\\ny", "B": "two words"}
+
+
+# Pieces of double- and single-quoted scalars: raw characters go-yaml folds or keeps, valid
+# escapes, and now and then one fault (a raw character it refuses, a bad escape, a document
+# marker). Every piece is whole (no lone backslash), so no quote closes early: the documents
+# stay flat mappings of quoted scalars, the subset the launcher writes, and what goes wrong
+# in it. (Text after a closing quote is an error whose wording depends on how far go-yaml's
+# scanner looks ahead; the stand-in matches it only in simple cases, see FIXED_DOCUMENTS.)
+CLEAN_PIECES = ["a", "b", " ", "  ", "\t", "\n", "\r", "\r\n", "\n\n", "\n  ", " \n ", "\x85", "\x85\x85",
+                "\u2028", "\u2029", "\ufeff", "é", "🔑", "\ufdd0", "#", " #", ":", ": ", "$", "${X}", "-", "'",
+                "\\n", "\\\\", '\\"', "\\'", "\\x41", "\\x7F", "\\xe9", "\\u00e9", "\\u2028", "\\U0001F511",
+                "\\\n", "\\\r\n", "\\ ", "\\\t", "\\N", "\\L", "\\P", "\\_", "\\e", "\\0", "\\t", "\\r"]
+FAULTS = ["\x7f", "\x80", "\x9f", "\ufffe", "\uffff", "\x00", "\x1b", "\x0c", "\\ud83d", "\\udd11", "\\U00110000",
+          "\\q", "\\/", "\\x4", "\\u12", "\n---\n", "\n...\n", "\n--- x"]
+
+
+@st.composite
+def quoted_documents(draw):
+    lines = []
+    entries = draw(st.integers(1, 4))
+    fault_at = draw(st.integers(0, 3 * entries))  # most documents have no fault
+    for index in range(entries):
+        name = "K0" if index and draw(st.integers(0, 9)) == 0 else f"K{index}"  # now and then a duplicate
+        key = draw(st.sampled_from([name, f'"{name}"', f"'{name}'", "~", '"1X"', "null"]
+                                   if draw(st.integers(0, 9)) == 0 else [name, f'"{name}"', f"'{name}'"]))
+        pieces = draw(st.lists(st.sampled_from(CLEAN_PIECES), max_size=10))
+        if index == fault_at:
+            pieces.insert(draw(st.integers(0, len(pieces))), draw(st.sampled_from(FAULTS)))
+        body = "".join(pieces)
+        if draw(st.integers(0, 3)):  # double-quoted
+            value = f'"{body}"'
+        else:  # single-quoted: no escapes, '' is a quote
+            value = "'" + body.replace("'", "''") + "'"
+        lines.append(f"{key}:{draw(st.sampled_from([' ', '  ', chr(9)]))}{value}"
+                     f"{draw(st.sampled_from(['', ' # note', '  ', '#x']))}")
+    return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n", "\r\n"]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(quoted_documents(), min_size=1, max_size=30))
+def test_the_stand_in_reads_quoted_push_files_exactly_as_go_yaml(go_yaml, documents):
+    assert [stand_in_reads(d) for d in documents] == go_reads(go_yaml, documents)
+
+
+FIXED_DOCUMENTS = [
+    "", "{}\n", "# only a comment\n", "---\nA: \"x\"\n", "A: \"x\"\n---\nB: \"y\"\n", "A: \"x\"\n...\n",
+    "\ufeffA: \"x\"\n", "  A: \"x\"\n  B: \"y\"\n", "  A: x\n  B: y z\n", "A: \"x\"\n  B: \"y\"\n",
+    "A: x\nB: 1\n", "A: x y: z\n", "A: x\n  y: z\n", "A:\nB: \"x\"\n", "A: # c\n  \"x\"\n",
+    "A: plain words\n", "A: yes\n", "A: tRUE\n", "A: <<\n", "A: 0x" + "f" * 20 + "\n", "A: 1e400\n",
+    "A: 1\n", "A: -1_000\n", "A: 0o17\n", "A: 08\n", "A: 1.5\n", "A: .5\n", "A: .inf\n", "A: ~\n", "A: Null\n",
+    "A: 2024-01-01\n", "A: 2024-02-30\n", "A: 2001-12-14t21:59:43.10-05:00\n", "A: 2001-12-14 21:59:43.10\n",
+    "A: a\n  b\n\n  c\nB: d\n", "A: a # comment\n", "A: a#b\n", "A: b: c\n", "A: [1, 2]\n", "A: {}\n",
+    "A: -\n", "A: - x\n", "A: @x\n", "A:\n  \"x\"\n", "A:\n\"x\"\n", "A: \"x\" y\n", "B: \"x\"\nA: \"x\" y\n",
+    "\"A\"x: \"y\"\n", "K0: \"a\\\\\"\"\n", "A: \"x\"\"y\"\n", "A: \"x\" \"\\q\"\n", "hello\n", "A:\"x\"\n", "~: \"x\"\nB: \"y\"\n", "null: \"x\"\n", "\"\": \"x\"\n",
+    "1: \"x\"\n", "true: \"x\"\n", "A: \"x\"\nA: \"y\"\nA: \"z\"\n", "\"" + "K" * 1022 + "\": \"x\"\n",
+    "\"" + "K" * 1023 + "\": \"x\"\n", "A: \"x\"\n\"" + "K" * 1023 + "\": \"x\"\n",
+    b"A: \"a\xffb\"\n", b"A: \"\xed\xa0\x80\"\n", b"A: \"\xe2\x82\"\n", b"A: \"\xc0\x80\"\n", b"A: \"x\"\n\xe2\x82",
+    b"A: \"\xf4\x90\x80\x80\"\n",
+]
+
+
+def test_the_stand_in_reads_other_yaml_shapes_as_go_yaml(go_yaml):
+    assert [stand_in_reads(d) for d in FIXED_DOCUMENTS] == go_reads(go_yaml, FIXED_DOCUMENTS)
+
+
+def test_the_stand_in_reports_a_go_yaml_error_as_the_cli_prints_it(go_yaml, infisical_server, tmp_path):
+    document = 'A: "fine"\nB: "\\q"\n'
+    (expected,) = go_reads(go_yaml, [document])
+    result = set_from_file(infisical_server, tmp_path, document)
+    assert result.returncode == 1
+    assert result.stderr == f"error parsing secrets: {expected['error']}\n"
+
+
+# -- the CLI's own cache, for machine identities too ----------------------------------------------
+
+def test_a_machine_identity_is_served_the_cli_cache_when_the_server_is_unreachable(infisical_server):
+    infisical_server.set_secrets({"K": "live"})
+    infisical_server.update(identity_offline_backup={"proj-1": {"dev": {"/": {"K": "cached"}}}})
+    infisical_server.set_server("down")
+    result = cli(infisical_server, "export", "--format=json", "--projectId=proj-1", token=DEFAULT_TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert [(r["key"], r["value"]) for r in json.loads(result.stdout)] == [("K", "cached")]
+    assert result.stderr.rstrip("\n").rstrip() == OFFLINE_WARNING
+    # Offline nothing checks the token: a revoked one is served the copy as well.
+    revoked = cli(infisical_server, "export", "--format=json", "--projectId=proj-1", token="revoked")
+    assert revoked.returncode == 0 and OFFLINE_WARNING in revoked.stderr
+
+
+def test_the_cli_cache_is_never_served_for_a_refused_token(infisical_server):
+    infisical_server.update(identity_offline_backup={"proj-1": {"dev": {"/": {"K": "cached"}}}})
+    result = cli(infisical_server, "export", "--format=json", "--projectId=proj-1", token="wrong")
+    assert result.returncode == 1 and "401 Unauthorized" in result.stderr
+    assert OFFLINE_WARNING not in result.stderr
+
+
+def test_without_a_cache_for_its_scope_a_machine_identity_fails_offline(infisical_server):
+    # An older CLI (or no working keyring): only the user session's copy exists.
+    infisical_server.update(offline_backup={"proj-1": {"dev": {"/": {"K": "cached"}}}},
+                            identity_offline_backup={"proj-1": {"prod": {"/": {"K": "other env"}},
+                                                                "dev": {"/": {}}}})
+    infisical_server.set_server("down")
+    result = cli(infisical_server, "export", "--format=json", "--projectId=proj-1", token=DEFAULT_TOKEN)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "dial tcp" in result.stderr and OFFLINE_WARNING not in result.stderr
+
+
+def test_a_user_session_is_served_its_own_cache(infisical_server):
+    infisical_server.set_user_session()
+    infisical_server.update(offline_backup={"proj-1": {"dev": {"/": {"K": "user copy"}}}},
+                            identity_offline_backup={"proj-1": {"dev": {"/": {"K": "identity copy"}}}})
+    infisical_server.set_server("down")
+    result = cli(infisical_server, "export", "--format=json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["value"] == "user copy"
+    assert OFFLINE_WARNING in result.stderr
+
+
+def test_infisical_run_is_served_the_cache_too(infisical_server):
+    infisical_server.update(identity_offline_backup={"proj-1": {"dev": {"/": {"K": "cached"}}}})
+    infisical_server.set_server("down")
+    result = cli(infisical_server, "run", "--projectId=proj-1", "--", "sh", "-c", 'printf %s "$K"',
+                 token=DEFAULT_TOKEN)
+    assert (result.returncode, result.stdout) == (0, "cached")
+    assert OFFLINE_WARNING in result.stderr
+
+
+# -- domain precedence and the update check -----------------------------------------------------
+
+def test_domain_precedence_is_flag_then_infisical_domain_then_api_url_then_workspace_file(infisical_server, tmp_path):
+    infisical_server.set_server("down")
+    infisical_server.write_workspace_file(tmp_path, domain="http://127.0.0.1:8004")
+    everything = {"INFISICAL_DOMAIN": "http://127.0.0.1:8002", "INFISICAL_API_URL": "http://127.0.0.1:8003/api"}
+
+    def dialled(*flags, **env):
+        result = cli(infisical_server, "export", "--projectId=proj-1", *flags, token=DEFAULT_TOKEN, cwd=tmp_path, **env)
+        assert result.returncode == 1
+        return result.stderr.split("dial tcp ")[1].split(":")[1]
+
+    assert dialled("--domain=http://127.0.0.1:8001", **everything) == "8001"
+    assert dialled(**everything) == "8002"
+    assert dialled(INFISICAL_API_URL=everything["INFISICAL_API_URL"]) == "8003"
+    assert dialled() == "8004"
+    assert dialled(INFISICAL_DOMAIN="", INFISICAL_API_URL="http://127.0.0.1:8003") == "8003"  # empty is unset
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    (["secrets", "set", "A=1", "--projectId=proj-1"], {}, True),
+    (["secrets", "delete", "A", "--type=shared", "--projectId=proj-1"], {}, True),
+    (["export", "--projectId=proj-1"], {}, True),  # dotenv: not a structured format
+    (["export", "--format=json", "--projectId=proj-1"], {}, False),
+    (["export", "-f", "YAML", "--projectId=proj-1"], {}, False),
+    (["secrets", "set", "A=1", "--output=json", "--projectId=proj-1"], {}, False),
+    (["login", "--method=universal-auth", "--silent", "--plain"], {}, False),
+    (["secrets", "set", "A=1", "--projectId=proj-1"], {"INFISICAL_DISABLE_UPDATE_CHECK": "true"}, False),
+    (["secrets", "set", "A=1", "--projectId=proj-1"], {"INFISICAL_DISABLE_UPDATE_CHECK": "false"}, False),
+    (["secrets", "set", "A=1", "--projectId=proj-1"], {"INFISICAL_DISABLE_UPDATE_CHECK": ""}, True),
+    (["--version"], {}, False),
+    (["export", "--no-such-flag"], {}, False),
+])
+def test_the_log_says_whether_the_real_cli_would_check_github_for_an_update(infisical_server, args, env, expected):
+    env = {"INFISICAL_UNIVERSAL_AUTH_CLIENT_ID": DEFAULT_CLIENT_ID,
+           "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET": DEFAULT_CLIENT_SECRET, **env}
+    cli(infisical_server, *args, token=None if args[0] == "login" else DEFAULT_TOKEN, **env)
+    (call,) = infisical_server.calls()
+    assert call["update_check"] is expected
+    assert call["env"]["INFISICAL_DISABLE_UPDATE_CHECK"] == env.get("INFISICAL_DISABLE_UPDATE_CHECK")
