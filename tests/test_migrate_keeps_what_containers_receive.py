@@ -102,3 +102,23 @@ def test_a_move_that_would_change_a_container_is_undone_and_exits_1(project):
     assert "API_SECRET" not in project.infisical.secrets()
     assert next(project.dir.glob(".env.bak-*")).read_bytes() == original
     assert "multi" not in result.stdout + result.stderr
+
+
+def test_a_symlinked_env_is_refused_and_its_target_keeps_its_secrets(project):
+    target = project.dir / "real.env"
+    target.write_bytes((project.dir / ".env").read_bytes())
+    (project.dir / ".env").unlink()
+    (project.dir / ".env").symlink_to(target.name)
+    result = migrate(project, "--apply")
+    assert result.returncode == 6
+    assert ".env is a symlink; migrate does not rewrite through symlinks" in result.stderr
+    assert (project.dir / ".env").is_symlink() and target.read_bytes().decode() == DOTENV
+    assert project.infisical.calls() == []
+
+
+def test_a_raw_cr_inside_a_quoted_value_that_stays_is_kept_byte_for_byte(project):
+    project.write_compose({"api": {"environment": {"API_SECRET": "${API_SECRET:?missing}"}}})
+    (project.dir / ".env").write_bytes(DOTENV.encode() + b'NOTE="first\rsecond"\r\n')
+    result = migrate(project, "--apply")
+    assert result.returncode == 0, result.stderr
+    assert b'NOTE="first\rsecond"\r\n' in (project.dir / ".env").read_bytes()
