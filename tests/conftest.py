@@ -6,8 +6,10 @@ Helpers live in tests/support/ and are importable as `support.*`, e.g.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.docker_stack import Engine, EngineUnavailable, Stack, ensure_test_image, probe_engine  # noqa: E402
 from support.infisical_server import FakeInfisical  # noqa: E402
-from support.processes import REPO_ROOT, run_launcher as _run_launcher  # noqa: E402
+from support.processes import (  # noqa: E402
+    MARKER_VAR, REPO_ROOT, kill_processes, processes_of_test, run_launcher as _run_launcher,
+)
 
 ENGINE_FIXTURES = {"engine", "stack"}
+# How long a test's processes may take to finish exiting after it (and its fixtures) ended:
+# a killed process group dies at once, an orphan is reaped by init soon after.
+LEFTOVER_GRACE_S = 5.0
+_test_numbers = itertools.count(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -30,6 +38,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.engine)
         elif item.get_closest_marker("engine") and "engine" not in names:
             names.append("engine")
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind(tmp_path: Path):
+    """Fail (at teardown) a test that leaves a process running, after killing it.
+
+    A test's processes are the descendants of this process and anything that names the
+    test's tmp_path (working directory, command line, environment) or carries the test's
+    marker (MARKER_VAR, set here and copied by minimal_env) -- so a CLI started in its own
+    session and orphaned when the launcher was killed is found too. Processes that already
+    matched before the test, zombies, the Docker engine and containers don't count. Runs
+    after every other fixture's teardown (autouse fixtures are set up first), so the stack's
+    own clean-up has had its chance."""
+    marker = f"{os.getpid()}-{next(_test_numbers)}"
+    before = set(processes_of_test(os.getpid(), tmp_path, marker))
+    previous = os.environ.get(MARKER_VAR)
+    os.environ[MARKER_VAR] = marker
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(MARKER_VAR, None)
+        else:
+            os.environ[MARKER_VAR] = previous
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while True:
+        left = {k: v for k, v in processes_of_test(os.getpid(), tmp_path, marker).items() if k not in before}
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        kill_processes([proc for proc, _ in left.values()])
+        listing = "\n".join(f"  {proc.describe()} -- {why}" for proc, why in left.values())
+        pytest.fail(f"{len(left)} process(es) still running {LEFTOVER_GRACE_S:g} s after the test "
+                    f"(now killed):\n{listing}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from stack_launcher.catalog import load_catalog
 from stack_launcher.generate import generate
 from stack_launcher.init_env import init_env
 from stack_launcher.output import Output
+from support.processes import minimal_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / ".env.example"
@@ -54,6 +55,12 @@ class Run:
     def backups(self) -> list[Path]:
         return sorted(self.folder.glob(".env.bak-*"))
 
+    def leftovers(self) -> list[str]:
+        """Files in the folder other than .env, its backups and the fake docker: e.g. the
+        temp file of an atomic write (envfile.write_private) left behind, whatever its name."""
+        expected = {self.env.name, *(b.name for b in self.backups()), Path(self.docker).name}
+        return sorted(p.name for p in self.folder.iterdir() if p.name not in expected)
+
 
 @pytest.fixture
 def run(tmp_path) -> Run:
@@ -74,7 +81,14 @@ def test_first_init_writes_env_with_mode_0600_whatever_the_umask(run):
     finally:
         os.umask(old)
     assert mode(run.env) == 0o600
-    assert not list(run.folder.glob(".env.tmp-*"))
+    assert run.leftovers() == []
+
+
+def test_init_leaves_no_temp_file_behind(run):
+    run.env.write_text("POSTGRES_PASSWORD=my-old-password\n")  # init adds keys: a backup and a rewrite
+    assert run() == 0
+    assert run() == 0
+    assert run.leftovers() == []
 
 
 def test_first_init_generates_every_secret_in_its_format(run):
@@ -151,8 +165,17 @@ def test_init_backs_up_the_old_env_with_mode_0600_before_adding(run):
     assert re.fullmatch(r"\.env\.bak-\d{8}-\d{6}", backup.name)
     assert backup.read_text() == old
     assert mode(backup) == 0o600
-    ignored = subprocess.run(["git", "check-ignore", "-q", ".env.bak-20250101-000000"], cwd=ROOT)
-    assert ignored.returncode == 0, ".gitignore must cover the backups"
+
+
+def test_the_projects_gitignore_keeps_init_backups_out_of_git(tmp_path):
+    repo = tmp_path / "repo"  # a repository of our own: the tests also run from a tree without .git
+    repo.mkdir()
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=minimal_env(), stdin=subprocess.DEVNULL,
+                   capture_output=True)
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env.bak-20250101-000000"], cwd=repo,
+                             env=minimal_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert ignored.returncode == 0, f".gitignore must cover the backups ({ignored.stderr.strip()})"
 
 
 def test_an_empty_secret_copied_from_the_example_by_hand_is_filled_in_place(run):

@@ -305,7 +305,7 @@ def test_a_docker_without_compose_v2_is_one_clear_error(tmp_path, infisical_serv
 
 
 def test_warns_when_git_would_commit_the_export(tmp_path, infisical_server):
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=minimal_env(), stdin=subprocess.DEVNULL)
     (tmp_path / "docker-compose.yml").write_text("services: {}\n")
     (tmp_path / ".env").write_text("INFISICAL_TOKEN=tok-1\nINFISICAL_PROJECT_ID=proj-1\n")
     infisical_server.set_secrets({"A": "value-a"})

@@ -135,7 +135,8 @@ def wrapped_cli(project, tmp_path, body: str) -> dict:
 def test_a_value_that_does_not_read_back_stays_in_dotenv_and_its_wrong_copy_is_removed(project, tmp_path):
     # A server that mangles one value on the way in: API_TOKEN's stored copy differs.
     env = wrapped_cli(project, tmp_path, 'if [ "$1" = secrets ] && [ "$2" = set ]; then '
-                      'f="${3#--file=}"; sed -i "s/uncategorised-but/MANGLED/" "$f"; fi')
+                      'f="${3#--file=}"; m=$(sed "s/uncategorised-but/MANGLED/" "$f") && '
+                      'printf "%s\\n" "$m" > "$f"; fi')  # POSIX sed: no -i
     result = migrate(project, "--apply", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "API_TOKEN did not read back exactly" in result.stderr
@@ -155,22 +156,47 @@ def test_a_key_infisical_already_holds_with_another_value_is_left_alone(project)
     assert "DB_PASSWORD=\"it's a db pass\"" in (project.dir / ".env").read_text()
 
 
+def kill_session_of(pid_file) -> None:
+    """Kill the process whose pid a wrapper wrote, with its process group: the launcher runs
+    the CLI in a session of its own, so killing the launcher's group never reaches it."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return  # it never started
+    try:
+        group = os.getpgid(pid)
+        if group != os.getpgrp():
+            os.killpg(group, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def test_killed_between_push_and_rewrite_leaves_dotenv_whole(project, tmp_path):
-    """The verifying export hangs after the push: migrate is killed right there."""
+    """The verifying export hangs after the push: migrate is killed (SIGKILL) right there.
+
+    SIGKILL gives the launcher no chance to stop the hanging CLI it started in its own
+    session, so the test kills that one itself (its pid is in `hanging`)."""
     before = (project.dir / ".env").read_bytes()
-    pushed = tmp_path / "pushed"
+    pushed, hanging = tmp_path / "pushed", tmp_path / "hanging-export.pid"
     env = wrapped_cli(project, tmp_path,
-                      f'if [ "$1" = export ] && [ -e {pushed} ]; then exec sleep 600; fi\n'
+                      f'if [ "$1" = export ] && [ -e {pushed} ]; then echo $$ > {hanging}; exec sleep 600; fi\n'
                       f'if [ "$1" = secrets ]; then "$REAL" "$@"; rc=$?; touch {pushed}; exit $rc; fi')
     proc = subprocess.Popen([sys.executable, str(LAUNCHER), "migrate", "--apply"], cwd=project.dir, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not pushed.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while not hanging.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hanging.exists(), "the verifying export never started"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+        kill_session_of(hanging)
     assert pushed.exists()
     assert project.infisical.secrets()["DB_PASSWORD"] == "it's a db pass"  # the push happened
     assert (project.dir / ".env").read_bytes() == before  # .env is whole
