@@ -392,7 +392,7 @@ def test_json_output_is_one_document_naming_the_failing_checks(project):
     assert_no_value_shown(result, project.values())
 
 
-def test_nothing_wrong_at_once_shows_a_value(project, infisical_server):
+def test_everything_wrong_at_once_still_shows_no_value(project, infisical_server):
     """Everything wrong together, in text and JSON: still no value, anywhere."""
     leak = {
         "WEBUI_SECRET_KEY": "in-dotenv-" + generate("hex:8"),
@@ -427,7 +427,7 @@ def fake_docker(folder: Path, compose_version: str) -> Path:
     ("2.20.0", "warn", "--progress json (plan)"),  # `up` works, `plan` does not
     ("2.16.0", "fail", "upgrade Docker Compose"),
 ])
-def test_the_compose_version_gate_says_what_it_needs(tmp_path, version, status, says):
+def test_an_old_compose_warns_or_fails_saying_which_version_is_needed(tmp_path, version, status, says):
     bin_dir = fake_docker(tmp_path / "bin", version)
     env = prepend_path(minimal_env(), bin_dir)
     check = doctor_mod.check_compose(resolve(project_dir=tmp_path, shell=env))
@@ -435,7 +435,7 @@ def test_the_compose_version_gate_says_what_it_needs(tmp_path, version, status, 
     assert says in check.detail + check.fix
 
 
-def test_compose_v1_only_is_a_failure(tmp_path):
+def test_a_machine_with_only_compose_v1_fails_the_compose_check(tmp_path):
     bin_dir = fake_docker(tmp_path / "bin", "")  # `docker compose` prints nothing: not a v2 plugin
     (bin_dir / "docker").write_text("#!/bin/sh\necho \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n")
     env = prepend_path(minimal_env(), bin_dir)

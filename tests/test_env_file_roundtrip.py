@@ -57,7 +57,7 @@ def test_any_secret_reaches_compose_exactly(compose_binary, tmp_path, secrets):
 
 
 @given(st.dictionaries(KEYS, VALUES, max_size=12))
-def test_our_reader_reads_back_what_we_wrote(tmp_path_factory, secrets):
+def test_the_last_good_export_reads_back_exactly_what_was_exported(tmp_path_factory, secrets):
     path = tmp_path_factory.mktemp("rw") / ".env.infisical"
     write_private(path, render({k: Secret(v) for k, v in secrets.items()}, Source("p", "dev", "/a b")))
     assert {k: s.reveal() for k, s in read_exported(path).items()} == secrets
@@ -75,7 +75,7 @@ def test_export_file_is_private_whatever_the_umask(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o600
 
 
-def test_replacing_a_symlink_never_writes_through_it(tmp_path):
+def test_an_export_over_a_symlink_never_writes_through_it(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     link = tmp_path / ".env.infisical"
@@ -95,5 +95,5 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [".env.infisical"]
 
 
-def test_quote_escapes_only_what_compose_interprets():
+def test_an_exported_value_escapes_only_what_compose_would_interpret():
     assert quote('a"b\\c$d\ne\rf') == '"a\\"b\\\\c\\$d\\ne\\rf"'

@@ -280,16 +280,16 @@ def test_without_docker_init_still_completes_an_env_whose_init_only_secrets_are_
         ("uuid", r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"),
     ],
 )
-def test_generated_values_match_their_format(fmt, pattern):
+def test_each_secret_format_generates_a_fresh_value_of_that_shape(fmt, pattern):
     assert re.fullmatch(pattern, generate(fmt))
     assert generate(fmt) != generate(fmt)
 
 
-def test_base64_values_decode_to_the_declared_number_of_bytes():
+def test_a_base64_secret_decodes_to_the_declared_number_of_bytes():
     assert len(base64.b64decode(generate("base64:32"), validate=True)) == 32
 
 
 @pytest.mark.parametrize("fmt", ["hex", "hex:", "hex:0", "hex:x", "rot13:5", "uuid:4", "password:99999"])
-def test_an_unknown_format_is_a_value_error(fmt):
+def test_an_unknown_secret_format_is_refused(fmt):
     with pytest.raises(ValueError):
         generate(fmt)

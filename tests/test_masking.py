@@ -34,7 +34,7 @@ def test_a_multi_line_secret_split_over_output_lines_is_masked():
     assert "value: *** done" in shown and "next" in shown
 
 
-def test_held_back_lines_that_were_no_secret_are_shown_in_order():
+def test_lines_that_only_began_like_a_secret_are_shown_in_order():
     masker = Masker(["first\nsecond-line"])
     assert relay(masker, ["a first\n", "not it\n", "end"]) == "a first\nnot it\nend"
 
@@ -53,14 +53,14 @@ def test_the_longest_secret_wins_when_one_contains_another():
     assert relay(masker, ["x passw0rd-and-more y\n"]) == "x *** y"
 
 
-def test_a_secret_type_never_shows_its_value():
+def test_a_secret_printed_by_mistake_shows_no_value():
     secret = Secret("hunter2-top-secret")
     assert "hunter2" not in repr(secret) + str(secret) + f"{secret}" + repr({"k": secret}) + repr([secret])
 
 
 @given(st.text(min_size=6, max_size=30).filter(lambda v: v.strip() and "\r" not in v),
        st.text(max_size=20), st.text(max_size=20), st.integers(1, 7))
-def test_a_secret_never_survives_relay_however_the_stream_is_chunked(secret, before, after, size):
+def test_a_secret_never_reaches_the_terminal_however_the_output_is_chunked(secret, before, after, size):
     masker = Masker([secret])
     stream = f"{before}{secret}{after}\n"
     chunks = [stream[i:i + size] for i in range(0, len(stream), size)]

@@ -47,7 +47,7 @@ def test_credentials_are_secrets_that_never_show(tmp_path):
     assert settings.credentials["INFISICAL_TOKEN"].reveal() == "super-secret-token"
 
 
-def test_a_key_returned_twice_keeps_the_last_value_with_a_warning():
+def test_a_key_infisical_returns_twice_keeps_the_last_value_with_a_warning():
     out = parse_export(json.dumps([{"key": "A", "value": "first"}, {"key": "A", "value": "second"}]), REQUEST)
     assert out.secrets["A"].reveal() == "second"
     assert any("A twice" in w for w in out.warnings)
@@ -66,7 +66,7 @@ def test_a_key_compose_cannot_read_is_skipped_with_a_warning():
     ('{"key": "A"}', "not a list"),
     ('[{"key": "A", "value": 1}]', "without a string key and value"),
 ])
-def test_an_export_that_is_not_a_list_of_secrets_is_a_failure(stdout, reason):
+def test_an_export_that_is_not_a_list_of_secrets_counts_as_infisical_unavailable(stdout, reason):
     with pytest.raises(Unavailable, match=reason):
         parse_export(stdout, REQUEST)
 

@@ -306,7 +306,7 @@ def test_launcher_settings_are_config_and_machine_identity_is_bootstrap():
         ("#@ config\nA=1\n#@ config\n", "marker at the end of the file"),
     ],
 )
-def test_a_mistake_in_the_catalog_is_reported_with_file_and_line(text, complaint):
+def test_a_mistake_in_env_example_is_reported_with_file_and_line(text, complaint):
     with pytest.raises(errors.LauncherError) as caught:
         parse_catalog(text, "x.env")
     assert complaint in caught.value.message
@@ -314,7 +314,7 @@ def test_a_mistake_in_the_catalog_is_reported_with_file_and_line(text, complaint
     assert caught.value.exit_code == errors.BAD_CONFIG
 
 
-def test_the_real_catalog_loads_with_defaults_and_lines(tmp_path):
+def test_env_example_is_read_with_each_default_and_its_line(tmp_path):
     catalog = load_catalog(EXAMPLE)
     entry = catalog["POSTGRES_PASSWORD"]
     assert (entry.category, entry.fmt, entry.init_only, entry.volume) == ("secret", "password:32", "postgres", "postgres_data")
