@@ -32,13 +32,30 @@ def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float) -
     if is_running(settings):
         out.detail(f"Local Infisical ({settings.infisical_project_name}) is already healthy.")
         return None  # one `docker ps` (~50 ms) instead of `up --wait` (~600 ms) on every launch
-    argv = target(settings).up_wait(timeout)
+    local = target(settings)
+    env = compose.compose_env(settings.shell, ())
+    # Pull first, without the health limit: a first start may download for minutes, and a
+    # pull that fails is said as such, not as "did not become healthy".
+    pull = local.pull_missing()
+    out.detail(f"$ {compose.display(pull)}")
+    try:
+        pulled = compose.run(pull, env, masker, out, settings.project_dir)
+    except LauncherError as exc:
+        if exc.exit_code == DOCKER_UNAVAILABLE and "not installed" in exc.message:
+            return "Docker is not installed (the `docker` command is not on PATH)"
+        raise
+    if pulled.code != 0:
+        failure = compose.pull_failure("\n".join(pulled.tail))
+        if failure:
+            error = compose.pull_error(*failure, compose.image_of(local, failure[0], env))
+            return f"{error.message} ({error.hint})"
+        return f"`docker compose pull` for the local Infisical failed: {(pulled.tail or ('no message',))[-1]}"
+    argv = local.up_wait(timeout)
     out.detail(f"$ {compose.display(argv)}")
     status = out.status(f"Starting the local Infisical ({settings.infisical_project_name}), waiting until healthy...")
     with status:
         try:
-            outcome = compose.run(argv, compose.compose_env(settings.shell, ()), masker, out, settings.project_dir,
-                                  timeout=timeout + 30, quiet=True)
+            outcome = compose.run(argv, env, masker, out, settings.project_dir, timeout=timeout + 30, quiet=True)
         except Timeout:
             return f"the local Infisical was not healthy within {timeout:g} s"
         except LauncherError as exc:

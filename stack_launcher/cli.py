@@ -255,6 +255,8 @@ def init_cmd(
 @app.command("doctor")
 def doctor_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")] = False,
+    profile: ProfileOpt = Profile.cpu,
+    environment: EnvironmentOpt = Environment.private,
     infisical_env: Annotated[Optional[str], typer.Option("--infisical-env", help="Infisical environment.")] = None,
     project_id: Annotated[Optional[str], typer.Option("--project-id", help="Infisical project id.")] = None,
     project_name: ProjectName = None,
@@ -270,8 +272,12 @@ def doctor_cmd(
     def run() -> int:
         from .doctor import run_doctor
 
-        settings = _settings(project_dir, env_file, project_name, infisical_env=infisical_env, project_id=project_id,
-                             output=output)
+        from . import settings as settings_mod
+
+        settings = settings_mod.resolve(project_dir=project_dir, env_file=env_file, output=output,
+                                        project_name=project_name, profile=profile.value,
+                                        environment=environment.value, infisical_env=infisical_env,
+                                        project_id=project_id)
         return run_doctor(settings, out, as_json=json_output)
 
     _finish(run, out)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .errors import BAD_CONFIG, DOCKER_UNAVAILABLE, LauncherError
+from .errors import BAD_CONFIG, DOCKER_UNAVAILABLE, FAILED, LauncherError
 from .masking import Masker
 from .output import Output
 from .process import Result, Timeout, run_captured, run_streamed
@@ -52,9 +52,14 @@ class Target:
         """Compose's own plan of `up -d`, one JSON event a line (>= 2.29); changes nothing."""
         return self.args(dry_run=True) + ["--progress", "json", "up", "-d"]
 
-    def config_json(self) -> list[str]:
-        """The resolved model, every value interpolated (`$` shows as `$$`)."""
-        return self.args() + ["config", "--format", "json"]
+    def config_json(self, interpolate: bool = True) -> list[str]:
+        """The resolved model, every value interpolated (`$` shows as `$$`); without
+        interpolation it needs no secret (Compose 2.40 then lists every profile's services)."""
+        return self.args() + ["config"] + ([] if interpolate else ["--no-interpolate"]) + ["--format", "json"]
+
+    def pull_missing(self) -> list[str]:
+        """Pull the images not present yet, with compose's progress; no health limit applies."""
+        return self.args() + ["--progress", "plain", "pull", "--policy", "missing"]
 
 
 def down_argv(project_name: str, project_dir: Path) -> list[str]:
@@ -140,8 +145,20 @@ def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output
             show(line)
     outcome = Outcome(code, tuple(tail))
     if code != 0:
-        diagnose(outcome)
+        diagnose(outcome, argv[argv.index("-p") + 1] if "-p" in argv else "")
     return outcome
+
+
+def image_of(target: Target, service: str, env: Mapping[str, str]) -> str | None:
+    """The image a service runs, from the files alone (no secret needed); None if unknown."""
+    import json
+
+    try:
+        result = capture(target.config_json(interpolate=False), env, target.project_dir, timeout=30)
+        image = json.loads(result.stdout)["services"][service].get("image")
+    except (LauncherError, ValueError, KeyError, TypeError):
+        return None
+    return image if isinstance(image, str) else None
 
 
 # compose-go's dotenv parser: `failed to read FILE: line N: REASON`, where REASON may quote
@@ -175,8 +192,59 @@ def redact(line: str) -> str:
     return line[: m.start(3)] + (reason or "cannot parse the line")
 
 
-def diagnose(outcome: Outcome) -> None:
-    """Turn compose's failure into our exit code when it is about the engine or an env file."""
+# A pull that failed: ` SERVICE Error <daemon's message>` (compose's plain progress), or the
+# daemon's message alone.
+PULL_ERROR = re.compile(r"^\s*(\S+)\s+Error\s+(.*)$", re.MULTILINE)
+PULL_CAUSES = (
+    (r"no such host|dial tcp|i/o timeout|connection refused|TLS handshake timeout|network is unreachable|"
+     r"Client.Timeout", "registry unreachable"),
+    (r"pull access denied|unauthorized|denied: |authentication required", "access denied"),
+    (r"manifest unknown|not found|manifest for .* not found", "no such image or tag"),
+    (r"toomanyrequests|rate limit", "the registry's rate limit"),
+)
+PORT_TAKEN = re.compile(r"(?:endpoint (\S+) .*?)?(?:Bind for (\S+?):(\d+) failed: port is already allocated|"
+                        r"listen (?:tcp|udp)\d? (\S*?):(\d+): bind: address already in use)")
+
+
+def pull_failure(text: str) -> tuple[str, str] | None:
+    """(service, cause) of a failed pull in compose's output, or None."""
+    m = PULL_ERROR.search(text)
+    if not m or not re.search(r"registry|pull|manifest|dial tcp|no such host|denied|unauthorized|timeout", m.group(2),
+                              re.IGNORECASE):
+        return None
+    cause = next((name for pattern, name in PULL_CAUSES if re.search(pattern, m.group(2), re.IGNORECASE)),
+                 m.group(2).strip()[:120])
+    return m.group(1), cause
+
+
+def pull_error(service: str, cause: str, image: str | None) -> LauncherError:
+    what = f"{image} (service {service})" if image else f"the image of service {service}"
+    return LauncherError(f"cannot pull {what}: {cause}", FAILED,
+                         "check the network and any proxy (HTTP_PROXY for the Docker daemon), "
+                         "`docker login` for a private registry, and that the tag exists")
+
+
+def port_conflict(text: str, project: str) -> LauncherError | None:
+    m = PORT_TAKEN.search(text)
+    if not m:
+        return None
+    container, host, port = m.group(1), m.group(2) or m.group(4) or "", m.group(3) or m.group(5)
+    service = ""
+    if container:
+        found = re.fullmatch(rf"{re.escape(project)}[-_](.+)[-_]\d+", container)
+        service = found.group(1) if found else container
+    where = f"{host}:{port}" if host and host not in ("0.0.0.0", "") else f"port {port}"
+    who = f"service {service} cannot publish {where}" if service else f"{where} cannot be published"
+    return LauncherError(f"{who}: another program or container already uses it", BAD_CONFIG,
+                         f"stop what holds it (`ss -ltnp 'sport = :{port}'`, `docker ps`), or change the host port "
+                         f"{'of ' + service + ' ' if service else ''}in docker-compose.override.<environment>.yml "
+                         "(infisical/docker-compose.yml for Infisical's 8010); "
+                         "`python start_services.py doctor` checks every port first")
+
+
+def diagnose(outcome: Outcome, project: str = "") -> None:
+    """Turn compose's failure into our exit code when it is about the engine, an env file,
+    a port another program holds, or an image that cannot be pulled."""
     text = "\n".join(outcome.tail)
     if re.search(r"'compose' is not a docker command|unknown shorthand flag: 'p'|unknown flag: --project-directory", text):
         raise LauncherError("Docker Compose v2 is not installed (`docker compose` is unknown to the docker CLI)",
@@ -188,6 +256,9 @@ def diagnose(outcome: Outcome) -> None:
     m = LOAD_ERROR.search(text)
     if m:
         raise LauncherError(load_error_message(m), BAD_CONFIG, "fix that line (see docs/troubleshooting.md on quoting)")
+    conflict = port_conflict(text, project)
+    if conflict:
+        raise conflict
     m = re.search(r"couldn't find env file: (.+)", text)
     if m:
         raise LauncherError(f"env file not found: {m.group(1).strip()}", BAD_CONFIG)

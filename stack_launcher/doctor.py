@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import compose, gitcheck
+from . import compose, engine, gitcheck
 from .envfile import Header, read_exported, read_header
 from .errors import BAD_CONFIG, FAILED, OK
 from .infisical_source import (
@@ -129,7 +129,8 @@ def check_engine(settings: Settings) -> Check:
         return Check(name, FAIL, "the `docker` command is not on PATH",
                      "install Docker Engine (Linux) or Docker Desktop, with the Compose v2 plugin")
     try:
-        result = _run([docker, "version", "--format", "json"], settings.shell)
+        # `{{json .}}`, not `json`: Debian 12's CLI (20.10) prints the word "json" for the latter.
+        result = _run([docker, "version", "--format", "{{json .}}"], settings.shell)
     except Timeout as exc:
         return Check(name, FAIL, f"`docker version` gave {exc}: the engine does not answer",
                      "restart Docker (systemctl restart docker, or restart Docker Desktop)")
@@ -440,6 +441,90 @@ def check_temp_files(settings: Settings) -> Check:
                  "the next `up`, `init` or `migrate` removes them; or delete them yourself")
 
 
+def published(spec) -> list[tuple[str, int, str]]:
+    """(host ip, host port, protocol) of one `ports:` entry as `config --no-interpolate`
+    lists it; a port spelled with a variable, or none published, gives nothing."""
+    if isinstance(spec, dict):
+        ip, ports, proto = str(spec.get("host_ip") or ""), str(spec.get("published") or ""), str(spec.get("protocol") or "tcp")
+    else:
+        text, _, proto = str(spec).partition("/")
+        parts = text.rsplit(":", 2) if text.count(":") <= 2 or "]" not in text else [
+            text[: text.rindex("]") + 1], *text[text.rindex("]") + 2:].split(":")]
+        if len(parts) < 2:
+            return []
+        ip, ports = (parts[0] if len(parts) == 3 else ""), parts[-2]
+        proto = proto or "tcp"
+    m = re.fullmatch(r"(\d+)(?:-(\d+))?", ports)
+    if not m:
+        return []
+    first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+    return [(ip.strip("[]"), port, proto) for port in range(first, min(last, first + 100) + 1)]
+
+
+def _port_free(ip: str, port: int, proto: str) -> bool | None:
+    """Can this machine bind it now? None when we may not ask (a privileged port)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    try:
+        with socket.socket(family, kind) as sock:
+            if os.name == "posix":  # ignore TIME_WAIT; on Windows this flag would steal the port
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((ip or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+    except PermissionError:
+        return None
+    except OSError:
+        return False
+    return True
+
+
+def check_ports(settings: Settings) -> Check:
+    """The host ports the chosen profile and environment publish, and the local Infisical's:
+    free, or held by this project's own containers."""
+    name = "ports"
+    files = tuple(f for f in settings.compose_files_with_override if f.is_file())
+    if not files:
+        return Check(name, SKIP, "no compose file")
+    wanted: list[tuple[str, str, int, str]] = []
+    targets = [(compose.Target(settings.project_dir, settings.project_name, files, ()), settings.profile)]
+    if settings.infisical_is_local:
+        targets.append((compose.Target(settings.project_dir, settings.infisical_project_name,
+                                       (settings.infisical_compose_file,), ()), None))
+    for target, profile in targets:
+        result = compose.capture(target.config_json(interpolate=False), settings.shell, settings.project_dir, 30)
+        if result.returncode != 0:
+            return Check(name, SKIP, f"docker compose cannot read {target.files[0].name}: "
+                         f"{first_line(compose.redact(result.stderr), Masker())}")
+        for service, spec in (json.loads(result.stdout).get("services") or {}).items():
+            profiles = spec.get("profiles") or []
+            if profiles and profile not in profiles:
+                continue
+            wanted += [(service, *port) for entry in spec.get("ports") or [] for port in published(entry)]
+    ours: set[tuple[int, str]] = set()
+    for project in (settings.project_name, settings.infisical_project_name):
+        try:
+            ours |= engine.published_ports(project, settings.shell)
+        except engine.Unanswered:
+            pass
+    taken, unchecked = [], []
+    for service, ip, port, proto in wanted:
+        if (port, proto) in ours:
+            continue
+        free = _port_free(ip, port, proto)
+        if free is False:
+            taken.append(f"{service} {ip + ':' if ip else ''}{port}{'/' + proto if proto != 'tcp' else ''}")
+        elif free is None:
+            unchecked.append(str(port))
+    profile = f"profile {settings.profile or 'none'}, {settings.environment}"
+    if taken:
+        return Check(name, FAIL, f"already in use ({profile}): {_names(taken)}",
+                     "stop what holds them (`ss -ltnup`, `docker ps`), or change the host port in "
+                     f"docker-compose.override.{settings.environment}.yml")
+    note = f"; {', '.join(unchecked)} not checked (privileged ports need root)" if unchecked else ""
+    return Check(name, PASS, f"{len(wanted)} published ports free or this project's own ({profile}){note}")
+
+
 def check_export_mode(settings: Settings) -> Check:
     name = "export-mode"
     path = settings.output
@@ -568,6 +653,7 @@ def collect(settings: Settings) -> list[Check]:
         ("secrets-in-env-file", lambda: check_secrets_in_dotenv(settings, classes)),
         ("short-secrets", lambda: check_short_secrets(settings, classes)),
         ("temp-files", lambda: check_temp_files(settings)),
+        ("ports", lambda: check_ports(settings)),
         ("export-mode", lambda: check_export_mode(settings)),
         ("export-age", lambda: check_export_age(settings)),
         ("git-ignore", lambda: check_git(settings)),

@@ -48,3 +48,15 @@ def project_states(project: str, env: Mapping[str, str] | None = None, timeout: 
 def all_healthy(states: list[str]) -> bool:
     """Every container up, none unhealthy or still starting (and at least one)."""
     return bool(states) and all(s.startswith("Up") and "unhealthy" not in s and "starting" not in s for s in states)
+
+
+def published_ports(project: str, env: Mapping[str, str] | None = None, timeout: float = 15) -> set[tuple[int, str]]:
+    """(host port, protocol) that a project's running containers publish."""
+    import re
+
+    out = _docker(["ps", "--filter", f"label={PROJECT_LABEL}={project}", "--format", "{{.Ports}}"], env, timeout)
+    found = set()
+    for m in re.finditer(r":(\d+)(?:-(\d+))?->\d+(?:-\d+)?/(tcp|udp|sctp)", out):
+        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+        found |= {(port, m.group(3)) for port in range(first, min(last, first + 1000) + 1)}
+    return found

@@ -39,6 +39,9 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
     if outcome.code != 0:
         out.failure_lines(outcome.tail[-10:])
+        pulled = compose.pull_failure("\n".join(outcome.tail))
+        if pulled:
+            raise compose.pull_error(*pulled, compose.image_of(prepared.target, pulled[0], prepared.env))
         missing = outcome.missing_variables()
         if missing:
             hint = "add it to Infisical" if obtained.origin != DOTENV_ONLY else "add it to .env or Infisical"

@@ -39,7 +39,7 @@ EXAMPLE = REPO_ROOT / ".env.example"
 TOKEN = "tok-doctor-7f3a9c2e51"  # long enough to be masked (6+ characters)
 CHECKS = ["docker-engine", "docker-compose", "infisical-cli", "infisical-auth", "infisical-project",
           "infisical-server", "env-file", "env-example", "placeholders", "secrets-in-env-file", "short-secrets",
-          "temp-files", "export-mode",
+          "temp-files", "ports", "export-mode",
           "export-age", "git-ignore", "shell-shadowing"]
 
 
@@ -80,8 +80,8 @@ class Result:
         return {name: self.status(name) for name in CHECKS}
 
 
-def run_doctor(project: Path, env: dict[str, str], *, as_json: bool = False) -> Result:
-    args = ["doctor"] + (["--json"] if as_json else [])
+def run_doctor(project: Path, env: dict[str, str], *args: str, as_json: bool = False) -> Result:
+    args = ["doctor", *args] + (["--json"] if as_json else [])
     if cli_has_doctor():
         done = run_launcher(args, cwd=project, env=env, timeout=60)
         return Result(done.returncode, done.stdout, done.stderr)
@@ -159,8 +159,8 @@ class Project:
         sensitive = [v for k, v in self.dotenv.items() if k not in catalog or catalog[k].sensitive]
         return [v for v in sensitive + list(self.exported.values()) if len(v) >= 6]
 
-    def doctor(self, *, as_json: bool = False) -> Result:
-        return run_doctor(self.dir, self.env, as_json=as_json)
+    def doctor(self, *args: str, as_json: bool = False) -> Result:
+        return run_doctor(self.dir, self.env, *args, as_json=as_json)
 
 
 @pytest.fixture
@@ -193,7 +193,25 @@ def assert_no_value_shown(result: Result, values: list[str]) -> None:
 
 # ------------------------------------------------------------------------------ scenarios
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_stack(project, port: int, profile: str | None = None) -> None:
+    service = {"image": "busybox-test:local", "ports": [f"127.0.0.1:{port}:80"]}
+    if profile:
+        service["profiles"] = [profile]
+    import json as _json
+
+    (project.dir / "docker-compose.yml").write_text(_json.dumps({"services": {"web": service}}))
+
+
 def test_a_healthy_setup_passes_every_check(engine, project):
+    write_stack(project, free_port())
     started = time.monotonic()
     result = project.doctor()
     elapsed = time.monotonic() - started
@@ -442,3 +460,29 @@ def test_a_machine_with_only_compose_v1_fails_the_compose_check(tmp_path):
     check = doctor_mod.check_compose(resolve(project_dir=tmp_path, shell=env))
     assert check.status == "fail"
     assert "Compose v2 is not installed" in check.detail and "docker-compose-plugin" in check.fix
+
+
+def test_doctor_names_the_service_and_port_another_program_holds(engine, project):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        write_stack(project, port)
+        result = project.doctor()
+    assert result.code == 1
+    assert result.statuses()["ports"] == "fail"
+    assert f"web 127.0.0.1:{port}" in result.lines("ports")[0] and "docker-compose.override.private.yml" in result.text
+
+
+def test_doctor_checks_only_the_ports_of_the_chosen_profile(engine, project):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        write_stack(project, holder.getsockname()[1], profile="gpu-nvidia")
+        result = project.doctor("--profile", "cpu")
+    assert result.statuses()["ports"] == "pass", result.text
+    assert "0 published ports" in result.lines("ports")[0]
