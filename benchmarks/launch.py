@@ -4,7 +4,8 @@ One project of `services` busybox services (svcNN uses SECRET_NN alone) with `se
 secrets in the fake Infisical, started once. Then, taking turns round by round:
 
 * no-op: the launcher re-run with nothing changed, against the raw calls it wraps by hand
-  (`infisical export`, the file written, `docker compose ... up -d`);
+  (`infisical export`, the file written, `docker compose ... up -d`); the launcher also on a
+  pseudo-terminal, where it colours its lines;
 * rotation: before each way, one secret (used by one service) is rotated; the launcher, the
   raw calls, and the old way (export, `docker compose down`, `up -d`).
 
@@ -55,10 +56,10 @@ def _counting(project: Project, rotate_index: int | None = None):
 
 def no_op(cfg, project: Project) -> dict[str, Any]:
     before, after = _counting(project)
-    comparison = interleave({"launcher": project.launcher, "raw": project.raw}, cfg.rounds,
-                            before=before, after=after)
+    comparison = interleave({"launcher": project.launcher, "raw": project.raw, "terminal": project.launcher_on_terminal},
+                            cfg.rounds, before=before, after=after)
     raw_parts = comparison.results["raw"]
-    return {**comparison.summary(), "recreated": comparison.checks,
+    return {**comparison.summary(), "recreated": comparison.checks, "terminal": comparison.summary("terminal", "raw"),
             "raw_parts_ms": {k: ms(statistics.median(p[k] for p in raw_parts)) for k in raw_parts[0]},
             "samples_ms": comparison.as_dict()["samples_ms"]}
 

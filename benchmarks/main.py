@@ -82,11 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     results: dict[str, Any] = {"config": asdict(cfg), "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                               "load": [report.load()], "sections": list(report.SECTIONS)}
+                               "load": [], "sections": list(report.SECTIONS)}
     try:
         with tempfile.TemporaryDirectory(prefix="start-services-bench-") as tmp:
             for key, module in SECTIONS:
                 print(f"... {key}", file=sys.stderr, flush=True)
+                results["load"] += report.load()
                 start = time.perf_counter()
                 results[key] = module.run_section(cfg, Path(tmp))
                 print(f"    {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the benchmark projects were removed", file=sys.stderr)
         return 130
-    results["load"].append(report.load())
+    results["load"] += report.load()
     results["machine"] = report.machine()
     results["goals"] = report.evaluate(results)
     results["checks"] = report.checks(results)

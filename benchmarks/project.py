@@ -25,7 +25,7 @@ from secrets import token_hex
 from typing import Any
 
 from . import BENCH_DIR, REPO_ROOT
-from .commands import BenchmarkError, run
+from .commands import BenchmarkError, run, run_on_terminal
 from support.docker_stack import PROJECT_LABEL, SERVICE_LABEL, Stack  # noqa: E402
 from support.infisical_server import DEFAULT_PROJECT, DEFAULT_TOKEN, FakeInfisical  # noqa: E402
 from support.processes import LAUNCHER, minimal_env  # noqa: E402
@@ -117,6 +117,11 @@ class Project:
         """`python start_services.py *args`: one launch."""
         run([sys.executable, str(LAUNCHER), *args], cwd=self.dir, env=self.env)
 
+    def launcher_on_terminal(self, *args: str) -> None:
+        """The same on a pseudo-terminal, as a user at a shell runs it (the launcher colours its lines)."""
+        run_on_terminal([sys.executable, str(LAUNCHER), *args], cwd=self.dir,
+                        env={**self.env, "TERM": "xterm-256color"})
+
     def mark(self) -> None:
         """Remember how many `infisical export` calls the stand-in has seen so far."""
         self._exports = len(self.server.calls_of("export"))
@@ -197,7 +202,9 @@ class Project:
         """The old way: export, write, `docker compose down`, then `up -d` (every container restarts)."""
         argv = self.compose_up_argv
         self.write_by_hand(self.export_by_hand())
-        self.compose(argv[: argv.index("up")] + ["down"])
+        # Not checked: engine 20.10 under load may fail to remove the network ("has active
+        # endpoints") after removing every container; `up -d` then reuses it.
+        run(argv[: argv.index("up")] + ["down"], cwd=self.dir, env=self.env, check=False)
         self.compose(argv)
 
     # -- state ----------------------------------------------------------------------------

@@ -106,6 +106,7 @@ def _timed(label: str, where: str, fn):
             return fn(*args, **kwargs)
         _depth[label] = 1
         frame = {"start": time.perf_counter(), "nested": 0.0}
+        stat["first"] = frame["start"] if stat["first"] is None else stat["first"]  # set now: it may never return
         _stack.append(frame)
         try:
             return fn(*args, **kwargs)
@@ -118,7 +119,6 @@ def _timed(label: str, where: str, fn):
             stat["ms"] += elapsed * 1000
             stat["self_ms"] += own * 1000
             stat["count"] += 1
-            stat["first"] = frame["start"] if stat["first"] is None else stat["first"]
             if "spans" in stat:
                 stat["spans"].append([frame["start"], own * 1000, str(args[0]) if args else ""])
             _depth[label] = 0
@@ -187,8 +187,15 @@ def write_trace(start: float) -> None:
     Path(os.environ["BENCH_TRACE_FILE"]).write_text(json.dumps(trace), encoding="utf-8")
 
 
+def _exit_now(code: int = 0, _real_exit=os._exit) -> None:
+    """os._exit skips every `finally`: write the trace first (a launcher may exit this way)."""
+    write_trace(began)
+    _real_exit(code)
+
+
 if __name__ == "__main__":
     subprocess.Popen = TracedPopen  # subprocess.run and every caller look the name up at call time
+    os._exit = _exit_now
     sys.meta_path.insert(0, PatchOnLoad())
     _probe_imports()
     sys.path[0] = str(REPO_ROOT)  # as when start_services.py runs itself: its folder, not benchmarks/

@@ -8,8 +8,8 @@ Three views, each from the same kind of project the ratios are measured on:
   import. `breakdown` splits a run's wall time into parts that add up to it.
 * `python -X importtime`: each module's own import time, charged to the package that needed
   it (`inspect` under click.core is click's), at start-up and lazily during the command.
-* alternatives, taking turns: the cost of importing argparse, click, typer, rich and
-  python-dotenv, and of one `git` call against the two the launcher makes.
+* alternatives, taking turns: the cost of importing argparse, click, typer, rich,
+  python-dotenv, filelock and fcntl, and the interpreter's teardown of those packages at exit.
 """
 from __future__ import annotations
 
@@ -224,35 +224,29 @@ def importtime_runs(project: Project, runs: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ alternatives
 
 def alternatives(project: Project, rounds: int) -> dict[str, Any]:
-    """What the replacements would cost, taking turns: imports, and one git call instead of two."""
-    python = [sys.executable, "-c"]
-    env = minimal_env()
-    imports = {
+    """What replacements would cost, taking turns: each import on top of `python -c pass`, and
+    the interpreter's teardown of the launcher's packages (a normal exit against os._exit)."""
+    packages = "import typer, click, dotenv, filelock"
+    codes = {
         "bare": "pass",
         "argparse": "import argparse",
         "click": "import click",
         "typer": "import typer",
         "rich": "import rich.console",
         "dotenv": "import dotenv",
+        "filelock": "import filelock",
+        "fcntl": "import fcntl",
+        "exit": packages,
+        "os_exit": packages + "; import os, sys; sys.stdout.flush(); os._exit(0)",
     }
-    ways = {name: (lambda code=code: run(python + [code], cwd=project.dir, env=env)) for name, code in imports.items()}
-    comparison = interleave(ways, rounds)
-    medians = comparison.as_dict()["median_ms"]
-    name = project.output.name
-    git_env = minimal_env()
-
-    def two() -> None:
-        run(["git", "ls-files", "--error-unmatch", name], cwd=project.dir, env=git_env, check=False)
-        run(["git", "check-ignore", "-q", name], cwd=project.dir, env=git_env, check=False)
-
-    def one() -> None:
-        run(["git", "status", "--porcelain", "--ignored", "--", name], cwd=project.dir, env=git_env, check=False)
-
-    git = interleave({"two_calls": two, "one_call": one}, rounds)
+    env = minimal_env()
+    ways = {name: (lambda code=code: run([sys.executable, "-c", code], cwd=project.dir, env=env))
+            for name, code in codes.items()}
+    medians = interleave(ways, rounds).as_dict()["median_ms"]
     return {
-        "import_ms": {k: round(v - medians["bare"], 1) for k, v in medians.items() if k != "bare"},
         "bare_ms": medians["bare"],
-        "git": git.summary(),
+        "import_ms": {k: round(medians[k] - medians["bare"], 1) for k in codes if k not in ("bare", "exit", "os_exit")},
+        "teardown": {"packages": packages, "exit_ms": medians["exit"], "os_exit_ms": medians["os_exit"]},
     }
 
 
