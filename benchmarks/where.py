@@ -81,9 +81,11 @@ def parts_of(trace: dict[str, Any]) -> dict[str, float]:
     wall = trace["wall"] * 1000
     main = trace["main"] if trace["main"] is not None else trace["end"]
     spans = probes.get("import", {}).get("spans", [])
+    startup_imports = sum(ms for start, ms, *_ in spans if start - 1e-9 < main)
     parts = {
-        "Python start-up (before the launcher's first line)": trace["start"] * 1000,
-        "imports at start-up (start_services.py -> stack_launcher.cli)": (main - trace["start"]) * 1000,
+        "Python start-up (before start_services.py's first line)": trace["start"] * 1000,
+        "start_services.py before the launcher (its checks)": (main - trace["start"]) * 1000 - startup_imports,
+        "imports at start-up (stack_launcher.cli: typer, click, ...)": startup_imports,
         "imports during the command (lazy)": sum(ms for start, ms, *_ in spans if start - 1e-9 >= main),
     }
     for label in CPU_PROBES:
