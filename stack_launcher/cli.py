@@ -40,7 +40,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMANDS = {"up", "down", "init", "plan", "doctor", "migrate"}
+COMMANDS = {"up", "down", "init", "plan", "doctor", "migrate", "setup"}
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show full commands (never secret values).")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="Only warnings and errors.")]
@@ -312,6 +312,50 @@ def migrate_cmd(
             return migrate(resolve(), out, apply=False)
         with project_lock(project_root(project_dir), "migrate"):
             return migrate(resolve(), out, apply=True)  # decides and rewrites from one read of .env
+
+    _finish(run, out)
+
+
+@app.command("setup")
+def setup_cmd(
+    admin_email: Annotated[Optional[str], typer.Option("--admin-email", help="The Infisical admin's login (required on the first run).")] = None,
+    organization: Annotated[Optional[str], typer.Option("--organization", help="Infisical organization name (default: the compose project name).")] = None,
+    remote: Annotated[bool, typer.Option("--remote", help="Allow setting up an Infisical that is not this project's local one.")] = False,
+    infisical_start_timeout: StartTimeoutOpt = 180.0,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """From a fresh clone to secrets served by Infisical: init, bootstrap, machine identity, migrate."""
+    out = Output(verbose=verbose, quiet=quiet)
+
+    def run() -> int:
+        from .lock import project_lock
+        from .settings import project_root
+        from .setup import Options, check_email, setup
+
+        check_email(admin_email)
+        root = project_root(project_dir)
+        with project_lock(root, "setup"):
+            settings = _settings(project_dir, env_file, project_name)
+            if settings.dotenv_text is None:
+                from .init_env import init_env
+
+                init_env(settings.project_dir, Path(env_file), Path(".env.example"), settings.project_name, out)
+                settings = _settings(project_dir, env_file, project_name)
+            code = setup(settings, out, Options(admin_email, organization, remote, infisical_start_timeout))
+            if code != errors.OK:
+                return code
+            from .migrate import migrate
+
+            settings = _settings(project_dir, env_file, project_name)  # with the new credentials
+            code = migrate(settings, out, apply=True)
+        ui = settings.dotenv.get("INFISICAL_SITE_URL") or settings.api_url
+        out.success(f"Infisical UI: {ui}" + (f" (log in as {admin_email.strip()})" if admin_email else "")
+                    + ". The next `python start_services.py --profile cpu` exports from Infisical.")
+        return code
 
     _finish(run, out)
 

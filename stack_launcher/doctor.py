@@ -254,6 +254,25 @@ def check_auth(settings: Settings, cli: str | None, auth: Auth, masker: Masker) 
                  f"exit {result.returncode})", alternatives)
 
 
+def check_setup(settings: Settings, auth: Auth) -> Check:
+    """Has `setup` been done: a machine identity and a project in .env, no half-done run?"""
+    from .setup import TOKEN_FILE
+
+    name = "setup"
+    if (settings.project_dir / TOKEN_FILE).exists():
+        return Check(name, WARN, f"a setup run stopped before the end ({TOKEN_FILE} holds its admin token)",
+                     "run `python start_services.py setup` again: it continues from what exists")
+    missing = [key for key in (CLIENT_ID, CLIENT_SECRET) if key not in settings.credentials]
+    if not settings.project_id:
+        missing.append("INFISICAL_PROJECT_ID")
+    if auth.method == "token" and settings.project_id:
+        return Check(name, PASS, "a token and a project id are set (setup is not needed)")
+    if not missing:
+        return Check(name, PASS, "machine identity and project id are in " + settings.env_file.name)
+    return Check(name, WARN, f"not set up: {', '.join(missing)} missing (the stack starts from .env alone)",
+                 "python start_services.py setup --admin-email you@example.com")
+
+
 def check_project(settings: Settings, auth: Auth) -> Check:
     name = "infisical-project"
     where = f"environment '{settings.infisical_env}', path '{settings.infisical_path}'"
@@ -646,6 +665,7 @@ def collect(settings: Settings) -> list[Check]:
         ("infisical-cli", lambda: check_cli(settings, cli)),
         ("infisical-auth", lambda: check_auth(settings, cli, auth, masker)),
         ("infisical-project", lambda: check_project(settings, auth)),
+        ("setup", lambda: check_setup(settings, auth)),
         ("infisical-server", lambda: check_server(settings)),
         ("env-file", lambda: check_env_file(settings)),
         ("env-example", lambda: check_catalog(classes)),

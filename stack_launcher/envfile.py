@@ -98,6 +98,35 @@ def unterminated_quote(text: str) -> tuple[int, str] | None:
     return None
 
 
+def with_keys(text: str, values: Mapping[str, str]) -> str:
+    """`.env` text with each key set to its value: the last assignment of a key is rewritten
+    in place (its line ending kept), a missing key is appended; every other byte is kept.
+    Values must be safe unquoted (ids, generated secrets)."""
+    import io
+
+    from dotenv.parser import parse_stream
+
+    bindings = list(parse_stream(io.StringIO(text)))
+    if "".join(b.original.string for b in bindings) != text:
+        raise LauncherError("cannot rewrite .env safely: it could not be split into lines exactly", BAD_CONFIG)
+    last = {b.key: i for i, b in enumerate(bindings) if b.key in values}
+    parts = []
+    for i, binding in enumerate(bindings):
+        original = binding.original.string
+        if last.get(binding.key) == i:
+            ending = "\r\n" if original.endswith("\r\n") else "\n"
+            original = f"{binding.key}={values[binding.key]}{ending}"
+        parts.append(original)
+    out = "".join(parts)
+    missing = [key for key in values if key not in last]
+    if missing:
+        ending = "\r\n" if "\r\n" in text else "\n"
+        if out and not out.endswith("\n"):
+            out += ending
+        out += "".join(f"{key}={values[key]}{ending}" for key in missing)
+    return out
+
+
 def quote(value: str) -> str:
     """Double quotes are the one dotenv quoting compose reads back for every value."""
     escaped = (

@@ -37,7 +37,7 @@ from support.processes import REPO_ROOT, minimal_env, prepend_path, run_launcher
 
 EXAMPLE = REPO_ROOT / ".env.example"
 TOKEN = "tok-doctor-7f3a9c2e51"  # long enough to be masked (6+ characters)
-CHECKS = ["docker-engine", "docker-compose", "infisical-cli", "infisical-auth", "infisical-project",
+CHECKS = ["docker-engine", "docker-compose", "infisical-cli", "infisical-auth", "infisical-project", "setup",
           "infisical-server", "env-file", "env-example", "placeholders", "secrets-in-env-file", "short-secrets",
           "temp-files", "ports", "export-mode",
           "export-age", "git-ignore", "shell-shadowing"]
