@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,11 +65,7 @@ from support.docker_stack import TEST_IMAGE, EngineUnavailable, probe_engine
 from support.infisical_server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PROJECT
 from support.processes import minimal_env
 
-# Registered by a `markers` line in pyproject.toml (`realstack: ...`); until then pytest
-# would warn about an unknown mark on every run, so the warning is silenced here only.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    REALSTACK = pytest.mark.realstack
+REALSTACK = pytest.mark.realstack  # registered in pyproject.toml
 
 REAL_STACK = os.environ.get("REAL_STACK") == "1"
 PROFILE = "cpu"
