@@ -200,9 +200,13 @@ last_lines ci 3
 [ "$rc" = 0 ] || ok=0
 
 rc="$(rc_of first-command)"
-echo "c. python3 start_services.py init && python3 start_services.py --profile cpu: exit $rc (expected to fail at the first image pull)"
+echo "c. python3 start_services.py init && python3 start_services.py --profile cpu: exit $rc (expected: .venv made, .env written, then 'error: cannot pull ...')"
 last_lines first-command 3
-if [ "$rc" = 0 ] || ! grep -q 'first run: creating .venv' "$work/logs/first-command.log" \
+# As expected: the first run made .venv, `init` wrote .env, `up` ended in the launcher's one
+# line about the pull (exit 1, compose's), and nowhere a traceback.
+if [ "$rc" = 0 ] || ! grep -q '^start_services.py: first run: creating .venv' "$work/logs/first-command.log" \
+    || ! grep -q '^Wrote .env' "$work/logs/first-command.log" \
+    || ! grep -q '^error: cannot pull ' "$work/logs/first-command.log" \
     || grep -q 'Traceback' "$work/logs/first-command.log"; then
     ok=0
 fi
