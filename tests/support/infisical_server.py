@@ -9,9 +9,12 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .processes import STAND_IN_BIN, minimal_env, prepend_path
+
+if TYPE_CHECKING:
+    from .infisical_http import FakeInfisicalHTTP
 
 DEFAULT_PROJECT = "proj-1"
 DEFAULT_TOKEN = "tok-1"
@@ -154,6 +157,38 @@ class FakeInfisical:
         path = Path(directory) / ".infisical.json"
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         return path
+
+    # -- the REST API (tests/support/infisical_http.py) ----------------------------------
+    def http(self, host: str = "127.0.0.1", port: int = 0) -> "FakeInfisicalHTTP":
+        """A fake Infisical REST API over this same state file (not started: call
+        .start(), or use it as a context manager)."""
+        from .infisical_http import FakeInfisicalHTTP
+        return FakeInfisicalHTTP(self.db_path, host=host, port=port)
+
+    def http_state(self) -> dict[str, Any]:
+        """The REST API's own keys (http_admin, http_identities, http_projects, ...)."""
+        return {k: v for k, v in self.state().items() if k.startswith("http_")}
+
+    def http_calls(self) -> list[dict[str, Any]]:
+        """One dict per REST request: method, path, route, status, actor (identity id)."""
+        return list(self.state().get("http_log", []))
+
+    def fail_http(self, route: str, status: int | None = 500, times: int | str = 1, **extra: Any) -> None:
+        """Make a REST route fail: route is "<METHOD> <route or path>", e.g.
+        fail_http("POST /api/v1/identities", 500) (once), times="always", or extra
+        message=..., delay=seconds, drop=True (see infisical_http's docstring)."""
+        from .infisical_http import locked_state
+        spec: dict[str, Any] = {"times": times, **extra}
+        if status is not None:
+            spec["status"] = status
+        with locked_state(self.db_path) as state:
+            state.setdefault("http_fail", {})[route] = spec
+
+    def set_http_option(self, name: str, value: Any) -> None:
+        """e.g. set_http_option("identity_project_list", "member")."""
+        from .infisical_http import locked_state
+        with locked_state(self.db_path) as state:
+            state.setdefault("http_options", {})[name] = value
 
     # -- what the CLI was asked ------------------------------------------------------------
     def calls(self) -> list[dict[str, Any]]:
