@@ -317,7 +317,7 @@ def render_document(results: dict[str, Any], command: str) -> str:
         command,
         "```",
         "",
-        f"It takes a few minutes and rewrites this file. `{COMMAND} --quick` checks in seconds that the script",
+        f"It takes a few minutes and rewrites this file. `{COMMAND} --quick` checks in under a minute that the script",
         "works (what `tests/test_benchmarks.py` runs; it writes nothing unless given `--output`); `--rounds N`,",
         "`--json PATH` and `--output PATH` are the other options.",
         "",
