@@ -9,6 +9,7 @@ Tokens and secrets travel in headers and bodies, never in a URL, and never in an
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -132,17 +133,32 @@ def bootstrap(api: Api, email: str, password: Secret, organization: str) -> Boot
 
 # ------------------------------------------------------------------------------ projects
 
+def project_slug(name: str) -> str:
+    """The project's slug, fixed by its name, so a re-run finds the project it made: identity
+    tokens cannot list projects at the pinned version (docs/infisical-api.md), but can read
+    one by slug. Slugs are 5 to 36 characters of [a-z0-9-]."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "stack"
+    if len(slug) < 5:
+        slug += "-stack"
+    return slug[:36].strip("-")
+
+
 def find_project(api: Api, name: str) -> str | None:
-    step = "list projects"
-    for project in _field(step, api.call(step, "GET", "/api/v1/workspace"), "workspaces") or []:
-        if isinstance(project, dict) and project.get("name") == name:
-            return str(project.get("id"))
-    return None
+    step = "look up the project"
+    try:
+        answer = api.call(step, "GET", f"/api/v2/workspace/{_id(project_slug(name))}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    project = answer.get("project", answer)  # the bare project object at the pinned version
+    return str(_field(step, project, "id"))
 
 
 def create_project(api: Api, name: str) -> str:
     step = f"create project {name}"
-    return str(_field(step, api.call(step, "POST", "/api/v2/workspace", {"projectName": name}), "project", "id"))
+    answer = api.call(step, "POST", "/api/v2/workspace", {"projectName": name, "slug": project_slug(name)})
+    return str(_field(step, answer, "project", "id"))
 
 
 # ------------------------------------------------------------------------------ identity
