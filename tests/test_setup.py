@@ -58,9 +58,9 @@ class Clone:
 
 
 @pytest.fixture
-def clone(tmp_path, infisical_server, infisical_http, request):
-    """A fresh clone: .env.example, a small stack using two secrets, no .env. With the
-    marker `local`, a local Infisical compose project; otherwise `--remote` is needed."""
+def clone(tmp_path, infisical_server, infisical_http):  # noqa: F811 (pytest fixture)
+    """A fresh clone: .env.example, a small stack using two secrets, no .env, and no local
+    Infisical compose project (so `--remote`; the `local` fixture adds one)."""
     folder = tmp_path / "clone"
     folder.mkdir()
     shutil.copy(REPO_ROOT / ".env.example", folder / ".env.example")
