@@ -1,39 +1,93 @@
-"""One launch at a time per project directory: a cross-platform lock (filelock).
+"""One launch at a time per project directory: an advisory lock on `.start_services.lock`.
 
-The lock file is left in place on release (deleting it races with a waiting run); it
-holds nothing and .gitignore covers it.
+Own code rather than the filelock package: importing filelock 4.x cost 16 to 40 ms on every
+`up` (docs/benchmarks.md, "Where the time goes"), a tenth of a no-op re-run, for what is
+here a dozen lines over the OS's own lock. What the lock promises:
+- it never follows a symlink planted at its path (O_NOFOLLOW; where the OS has no such
+  flag, Windows, a symlink is refused before opening), and never truncates, rewrites or
+  changes the mode of whatever file is there, so neither a symlink nor a hard link to a
+  victim file can damage it;
+- the OS releases it when the process dies (flock on POSIX, msvcrt.locking on Windows),
+  so a killed run never leaves a stale lock behind.
+The file is left in place on release (deleting it races with a waiting run); it holds
+nothing and .gitignore covers it.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 from .errors import BAD_CONFIG, LOCKED, LauncherError
 
 LOCK_NAME = ".start_services.lock"
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _symlink_error(path: Path) -> LauncherError:
+    return LauncherError(f"{path} is a symlink; refusing to open it as the lock", BAD_CONFIG,
+                         f"remove it (`rm {LOCK_NAME}`) and run again")
+
+
+def _open(path: Path) -> int:
+    if not NOFOLLOW and os.path.islink(path):
+        raise _symlink_error(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        if os.path.islink(path):  # ELOOP from O_NOFOLLOW
+            raise _symlink_error(path) from None
+        raise LauncherError(f"cannot create the lock {path}: {exc.strerror or exc.__class__.__name__}",
+                            BAD_CONFIG, f"check that you may write to {path.parent}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LauncherError(f"{path} is not a regular file; refusing to use it as the lock", BAD_CONFIG,
+                            f"remove it (`rm -r {LOCK_NAME}`) and run again")
+    return fd
+
+
+def _acquire(fd: int) -> bool:
+    try:
+        if os.name == "posix":
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:  # BlockingIOError (POSIX) or PermissionError (Windows): held elsewhere
+        return False
+    return True
+
+
+def _release(fd: int) -> None:
+    try:
+        if os.name == "posix":
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            import msvcrt
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    except OSError:
+        pass  # closing the descriptor releases it as well
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def project_lock(project_dir: Path, what: str):
-    from filelock import FileLock, Timeout
-
     path = project_dir / LOCK_NAME
-    lock = FileLock(str(path), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
+    fd = _open(path)
+    if not _acquire(fd):
+        os.close(fd)
         raise LauncherError(f"another run holds the lock on {project_dir} ({LOCK_NAME}); not starting {what}",
-                            LOCKED, "wait for it to finish, then run again") from None
-    except OSError as exc:
-        # filelock >= 3.20.3 opens the lock file with O_NOFOLLOW: a symlink planted there is
-        # refused (ELOOP) instead of truncating its target.
-        if os.path.islink(path):
-            raise LauncherError(f"{path} is a symlink; refusing to open it as the lock", BAD_CONFIG,
-                                f"remove it (`rm {LOCK_NAME}`) and run again") from None
-        raise LauncherError(f"cannot create the lock {path}: {exc.strerror or exc.__class__.__name__}",
-                            BAD_CONFIG, f"check that you may write to {project_dir}") from None
+                            LOCKED, "wait for it to finish, then run again")
     try:
         yield
     finally:
-        lock.release()
+        _release(fd)

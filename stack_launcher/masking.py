@@ -37,9 +37,14 @@ def go_quote(value: str) -> str:
 _GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
+_ESCAPED = frozenset('"\\&<>')
+
+
 def printed_forms(value: str) -> set[str]:
     """Every form a subprocess may print a value in: raw, JSON-escaped (ASCII and not; Go's
     encoding/json also escapes & < >), and Go-quoted."""
+    if value.isascii() and value.isprintable() and not _ESCAPED.intersection(value):
+        return {value}  # every encoder prints it as it is (most generated secrets): skip the work
     forms = {value, go_quote(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     forms.add(json.dumps(value)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
     return forms

@@ -1,13 +1,16 @@
 """What the user sees: one place decides colour, verbosity and where lines go.
 
-Plain text when not on a terminal or when NO_COLOR is set; rich is imported only when
-colour is actually wanted, which keeps start-up fast.
+Plain text when not on a terminal or when NO_COLOR is set; ANSI colour codes otherwise, and
+rich only for a spinner while waiting, which keeps start-up fast.
 """
 from __future__ import annotations
 
 import os
 import sys
 from typing import TextIO
+
+
+_SGR = {"bold": "1", "dim": "2", "green": "32", "yellow": "33", "bold red": "1;31"}
 
 
 class Output:
@@ -19,16 +22,11 @@ class Output:
         self._console = None
 
     def _print(self, text: str, style: str = "") -> None:
+        # Plain ANSI colour codes: importing rich for a coloured line cost about 45 ms a run
+        # (docs/benchmarks.md); rich stays for the spinner, which only a wait needs.
         if self.color and style:
-            if self._console is None:
-                from rich.console import Console
-
-                self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
-            from rich.markup import escape
-
-            self._console.print(f"[{style}]{escape(text)}[/]")
-        else:
-            print(text, file=self.stream, flush=True)
+            text = f"\033[{_SGR[style]}m{text}\033[0m"
+        print(text, file=self.stream, flush=True)
 
     def info(self, text: str) -> None:
         """A line of what happened; hidden by --quiet."""

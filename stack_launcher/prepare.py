@@ -36,11 +36,12 @@ class Prepared:
     env: dict[str, str]  # compose's process environment
 
 
-def seed_masker(settings: Settings, classes: keys.Classes) -> Masker:
+def seed_masker(settings: Settings, classes: keys.Classes, previous: dict | None = None) -> Masker:
     """Every value this run knows before any subprocess runs: `.env`'s secrets, the last
-    good export, and the CLI's credentials."""
+    good export (`previous`, when the caller has read it already), and the CLI's credentials."""
     masker = Masker(keys.mask_values(settings, classes))
-    masker.add(s.reveal() for s in read_exported(settings.output).values())
+    previous = read_exported(settings.output) if previous is None else previous
+    masker.add(s.reveal() for s in previous.values())
     masker.add(s.reveal() for s in settings.credentials.values())
     return masker
 
@@ -53,7 +54,8 @@ def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: 
     classes = keys.classify(settings)
     if classes.problem:
         out.warn(f"{classes.problem}; masking .env values by their names only")
-    masker = seed_masker(settings, classes)
+    previous = read_exported(settings.output)  # read once: masker seed, then the diff
+    masker = seed_masker(settings, classes, previous)
 
     unreachable = None
     if bootstrap.applies(settings):
@@ -71,7 +73,6 @@ def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: 
     changes = None
     export_text = None
     if obtained.origin == FRESH:
-        previous = read_exported(settings.output)
         changes = diff_secrets(previous, obtained.secrets) if previous else None
         export_text = render(obtained.secrets, request_for(settings).source)
         env_files.append(export_path)

@@ -7,45 +7,29 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
-from datetime import timedelta
-from enum import Enum
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse
 
+from .choices import (  # noqa: F401
+    DEFAULT_MAX_STALE,
+    Environment,
+    Profile,
+    SecretsMode,
+    parse_duration,
+)
 from .envfile import parse_dotenv, read_text
 from .errors import BAD_CONFIG, LauncherError
 from .secret import Secret
 
 DEFAULT_PROJECT_NAME = "localai"
-DEFAULT_MAX_STALE = "7d"  # the oldest last good export `up` uses without --max-stale
 INFISICAL_COMPOSE_FILE = Path("infisical") / "docker-compose.yml"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # Where the Infisical server is, in the CLI's order: INFISICAL_DOMAIN supersedes the older
 # INFISICAL_API_URL (both read by the CLI; reference: infisical-cli.md).
 DOMAIN_VARS = ("INFISICAL_DOMAIN", "INFISICAL_API_URL")
 CREDENTIAL_VARS = ("INFISICAL_TOKEN", "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET")
-
-
-class Profile(str, Enum):
-    cpu = "cpu"
-    gpu_nvidia = "gpu-nvidia"
-    gpu_amd = "gpu-amd"
-    none = "none"
-
-
-class Environment(str, Enum):
-    private = "private"
-    public = "public"
-
-
-class SecretsMode(str, Enum):
-    fresh = "fresh"  # export, fall back when it fails
-    require = "require"  # export or fail
-    skip = "skip"  # `.env` only
-    offline = "offline"  # the last good export only
 
 
 @dataclass(frozen=True)
@@ -105,17 +89,6 @@ def _pick(flag: str | None, name: str, shell: Mapping[str, str], dotenv: Mapping
     if dotenv.get(name):
         return dotenv[name]
     return default
-
-
-def parse_duration(text: str) -> timedelta:
-    """`30m`, `12h`, `7d` (at most 100 years); ValueError otherwise."""
-    m = re.fullmatch(r"\s*(\d{1,9})\s*([smhd])\s*", text or "")
-    if not m:
-        raise ValueError("use a number and a unit: 30m, 12h, 7d")
-    seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    if seconds > 100 * 365 * 86400:
-        raise ValueError("at most 100 years (36500d)")
-    return timedelta(seconds=seconds)
 
 
 def _domain(shell: Mapping[str, str], dotenv: Mapping[str, str]) -> tuple[str, str]:

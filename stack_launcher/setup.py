@@ -86,8 +86,8 @@ def _write_env(settings: Settings, values: dict[str, str], out: Output) -> None:
 
 
 def setup(settings: Settings, out: Output, options: Options) -> int:
-    from .prepare import seed_masker
     from .keys import classify
+    from .prepare import seed_masker
 
     check_email(options.admin_email)
     if not options.remote and not settings.infisical_is_local:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from support.processes import LAUNCHER
+from support.processes import LAUNCHER, REPO_ROOT
 
 SECRETS = {"DB_PASSWORD": "db-password-from-infisical", "CACHE_TOKEN": "cache-token-from-infisical"}
 
@@ -124,13 +124,36 @@ def test_plan_on_a_fresh_project_says_everything_is_created(project):
 
 
 def test_a_second_launch_while_one_runs_exits_5(project):
-    from filelock import FileLock
+    from stack_launcher.lock import project_lock
 
-    with FileLock(str(project.dir / ".start_services.lock")):
+    with project_lock(project.dir, "a test's run"):  # what a running launcher holds
         result = launch(project)
     assert result.returncode == 5
     assert "another run holds the lock" in result.stderr
     assert project.infisical.calls() == []
+
+
+def test_a_launch_killed_with_sigkill_leaves_no_stale_lock(project):
+    import signal
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
+         "from pathlib import Path; from stack_launcher.lock import project_lock\n"
+         "with project_lock(Path(sys.argv[2]), 'x'):\n print('held', flush=True); time.sleep(60)",
+         str(REPO_ROOT), str(project.dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert launch(project).returncode == 5
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    result = launch(project)
+    assert result.returncode == 0, result.stderr
 
 
 def test_changing_a_database_password_under_its_volume_warns_with_a_fix(project):
