@@ -19,7 +19,8 @@ import os
 import sys
 from importlib.util import find_spec
 
-# Import name -> distribution name (as pyproject.toml lists them).
+# Import name -> distribution name: pyproject.toml's [project].dependencies, no more, no less
+# (tests/test_first_run_bootstrap.py holds the two lists together).
 DEPENDENCIES = (("typer", "typer"), ("rich", "rich"), ("dotenv", "python-dotenv"), ("filelock", "filelock"))
 MIN_PYTHON = (3, 10)
 NO_BOOTSTRAP_VAR = "START_SERVICES_NO_BOOTSTRAP"

@@ -10,7 +10,9 @@ pip.conf), so they need it reachable, as in CI; the others need no network.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -241,3 +243,26 @@ def test_run_from_another_folder_the_commands_name_the_project_folder(bare_pytho
     line = result.stderr.strip()
     assert "python3 -m venv clone/.venv && clone/.venv/bin/python -m pip install -e clone;" in line, line
     assert line.endswith("clone/.venv/bin/python clone/start_services.py init"), line
+
+
+# ------------------------------------------------------------------------------ one list of dependencies
+
+
+def test_the_entrypoint_checks_exactly_the_dependencies_pyproject_lists():
+    # start_services.py cannot read pyproject.toml cheaply (tomllib is 3.11+, and it runs on
+    # every launch), so it names them itself: this keeps the two lists the same.
+    tomllib = pytest.importorskip("tomllib")
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    spec = importlib.util.spec_from_file_location("start_services_entrypoint", REPO_ROOT / "start_services.py")
+    entrypoint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entrypoint)
+
+    def name(requirement: str) -> str:
+        return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group(0)).lower()
+
+    checked = sorted(name(dist) for _, dist in entrypoint.DEPENDENCIES)
+    assert checked == sorted(name(r) for r in declared), (
+        "start_services.py's DEPENDENCIES (what a first run checks before installing) differ from "
+        "pyproject.toml's [project].dependencies")
+    for module, _ in entrypoint.DEPENDENCIES:
+        assert importlib.util.find_spec(module) is not None, f"{module} is not the import name of an installed dependency"
