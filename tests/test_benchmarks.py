@@ -17,21 +17,26 @@ from support.processes import REPO_ROOT, minimal_env
 GOALS = {"noop", "rotation", "help", "scale"}
 
 
-def bench_projects() -> list[str]:
-    names = subprocess.run(["docker", "ps", "-a", "--format", f'{{{{.Label "{PROJECT_LABEL}"}}}}'],
-                           capture_output=True, text=True, env=minimal_env()).stdout.split()
-    return sorted(n for n in set(names) if n.startswith("bench"))
+def projects_under(folder) -> list[str]:
+    """Compose projects with a container whose project folder is under `folder`: this run's
+    own, whatever other benchmark runs share the engine."""
+    fmt = f'{{{{.Label "{PROJECT_LABEL}"}}}} {{{{.Label "{PROJECT_LABEL}.working_dir"}}}}'
+    lines = subprocess.run(["docker", "ps", "-a", "--format", fmt], capture_output=True, text=True,
+                           env=minimal_env()).stdout.splitlines()
+    return sorted({line.split(" ", 1)[0] for line in lines if f" {folder}" in line})
 
 
 def test_the_quick_benchmark_reports_every_ratio(engine, tmp_path):
     report, numbers = tmp_path / "benchmarks.md", tmp_path / "benchmarks.json"
-    before = bench_projects()
+    scratch = tmp_path / "scratch"  # the benchmark's temp folder, so its projects can be told apart
+    scratch.mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--output", str(report), "--json", str(numbers)],
-        cwd=REPO_ROOT, env=minimal_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, env=minimal_env(TMPDIR=str(scratch)), stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert bench_projects() == before, "the benchmarks left compose projects behind"
+    assert projects_under(scratch) == [], "the benchmarks left compose projects behind"
 
     data = json.loads(numbers.read_text(encoding="utf-8"))
     document = report.read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ it at once, and whatever cannot work ends in one line with the command to run by
 
 The "python3" here is a bare venv (`--without-pip`, no system site-packages) made from the
 interpreter running the tests: it has the standard library, venv and ensurepip, and not
-typer, rich, python-dotenv or filelock. The first-run scenarios install from the package
+typer, rich or python-dotenv. The first-run scenarios install from the package
 index the way pip is configured on this machine (PIP_* variables, HOME's and the system's
 pip.conf), so they need it reachable, as in CI; the others need no network.
 """
@@ -175,7 +175,7 @@ def test_no_bootstrap_in_a_fresh_clone_gives_one_line_with_the_manual_commands(b
     assert len(_lines(result.stderr)) == 1 and result.stdout == "", _shown(result)
     line = result.stderr.strip()
     assert line.startswith(BOOTSTRAP_ERROR), line
-    assert "typer, rich, python-dotenv, filelock are not installed" in line, line
+    assert "typer, rich, python-dotenv are not installed" in line, line
     assert "python3 -m venv .venv && .venv/bin/python -m pip install -e ." in line, line
     assert line.endswith(".venv/bin/python start_services.py init"), line
     assert not (clone / ".venv").exists(), "nothing created"
@@ -229,7 +229,7 @@ def test_when_pip_cannot_install_it_says_so_in_one_line_and_the_next_run_retries
     again = _run(bare_python, clone, "--version", env=_env(**_PIP_OFFLINE))
     assert again.returncode == 2, _shown(again)
     assert _lines(again.stderr)[0].startswith(
-        "start_services.py: typer, rich, python-dotenv, filelock are not installed for "), _shown(again)
+        "start_services.py: typer, rich, python-dotenv are not installed for "), _shown(again)
     assert "installing the project's dependencies into .venv with pip" in _lines(again.stderr)[0]
     assert _lines(again.stderr)[-1].startswith("error: pip could not install"), _shown(again)
 
