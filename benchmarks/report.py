@@ -118,7 +118,7 @@ def machine() -> dict[str, str]:
         "storage_driver": out(["docker", "info", "--format", "{{.Driver}}"]),
         "compose": out(["docker", "compose", "version", "--short"]),
         "python": platform.python_version(),
-        "packages": ", ".join(f"{p} {version(p)}" for p in ("typer", "click", "rich", "python-dotenv", "filelock")),
+        "packages": ", ".join(f"{p} {version(p)}" for p in ("typer", "click", "rich", "python-dotenv")),
         "commit": (out(["git", "rev-parse", "--short", "HEAD"]) or "?")
         + (" with uncommitted changes to the launcher" if changed else ""),
     }

@@ -9,7 +9,7 @@ Three views, each from the same kind of project the ratios are measured on:
 * `python -X importtime`: each module's own import time, charged to the package that needed
   it (`inspect` under click.core is click's), at start-up and lazily during the command.
 * alternatives, taking turns: the cost of importing argparse, click, typer, rich,
-  python-dotenv, filelock and fcntl, and the interpreter's teardown of those packages at exit.
+  python-dotenv and fcntl (the lock), and the interpreter's teardown of those packages at exit.
 """
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def importtime_runs(project: Project, runs: int) -> dict[str, Any]:
 def alternatives(project: Project, rounds: int) -> dict[str, Any]:
     """What replacements would cost, taking turns: each import on top of `python -c pass`, and
     the interpreter's teardown of the launcher's packages (a normal exit against os._exit)."""
-    packages = "import typer, click, dotenv, filelock"
+    packages = "import typer, click, dotenv"
     codes = {
         "bare": "pass",
         "argparse": "import argparse",
@@ -236,7 +236,6 @@ def alternatives(project: Project, rounds: int) -> dict[str, Any]:
         "typer": "import typer",
         "rich": "import rich.console",
         "dotenv": "import dotenv",
-        "filelock": "import filelock",
         "fcntl": "import fcntl",
         "exit": packages,
         "os_exit": packages + "; import os, sys; sys.stdout.flush(); os._exit(0)",
