@@ -544,6 +544,22 @@ def check_ports(settings: Settings) -> Check:
     return Check(name, PASS, f"{len(wanted)} published ports free or this project's own ({profile}){note}")
 
 
+def check_env_mode(settings: Settings) -> Check:
+    """.env holds Infisical's keys, the admin password and the machine identity's secret."""
+    name = "env-mode"
+    path = settings.env_file
+    if os.name != "posix":
+        return Check(name, SKIP, "file modes are POSIX-only: on Windows the file inherits its folder's ACL")
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return Check(name, SKIP, f"no {path.name}")
+    if mode & 0o077:
+        return Check(name, FAIL, f"{path.name} is mode {mode:04o}: other users (group or world) can read "
+                     "Infisical's keys and credentials", f"chmod 600 {path.name}")
+    return Check(name, PASS, f"{path.name} is mode {mode:04o}")
+
+
 def check_export_mode(settings: Settings) -> Check:
     name = "export-mode"
     path = settings.output
@@ -674,6 +690,7 @@ def collect(settings: Settings) -> list[Check]:
         ("short-secrets", lambda: check_short_secrets(settings, classes)),
         ("temp-files", lambda: check_temp_files(settings)),
         ("ports", lambda: check_ports(settings)),
+        ("env-mode", lambda: check_env_mode(settings)),
         ("export-mode", lambda: check_export_mode(settings)),
         ("export-age", lambda: check_export_age(settings)),
         ("git-ignore", lambda: check_git(settings)),

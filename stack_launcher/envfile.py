@@ -25,17 +25,36 @@ VALID_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
 HEADER_MARK = "# source:"
 
 
+MAX_SIZE = 64 * 2**20  # an env file past this is a mistake, not configuration
+
+
+def refuse_symlink(path: Path, command: str) -> None:
+    """Commands that rewrite `.env` never do it through a link: the rewrite would replace the
+    link and leave every secret in clear in its target."""
+    if os.path.islink(path):
+        raise LauncherError(f"{path} is a symlink; {command} does not rewrite through symlinks", BAD_CONFIG,
+                            f"replace it with a regular file (cp --remove-destination \"$(readlink -f {path.name})\" "
+                            f"{path.name}), then run {command} again")
+
+
 def read_text(path: Path) -> str | None:
     """The text of an env file as it is on disk (CRLF, BOM and all); None when it is absent.
 
     Read once per command: a command that writes `.env` decides from, and rewrites, the
     text it read under the project lock."""
+    import stat
+
     try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise LauncherError(f"{path} is a directory, not an env file", BAD_CONFIG)
+        if not stat.S_ISREG(mode):  # /dev/zero never ends, a FIFO blocks
+            raise LauncherError(f"{path} is not a regular file", BAD_CONFIG)
+        if os.path.getsize(path) > MAX_SIZE:
+            raise LauncherError(f"{path.name} is larger than {MAX_SIZE // 2**20} MiB; not an env file", BAD_CONFIG)
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise LauncherError(f"{path} is a directory, not an env file", BAD_CONFIG) from None
     except OSError as exc:
         raise LauncherError(f"cannot read {path}: {exc.strerror or exc.__class__.__name__}", BAD_CONFIG) from None
     try:
@@ -106,6 +125,8 @@ def with_keys(text: str, values: Mapping[str, str]) -> str:
 
     from dotenv.parser import parse_stream
 
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    text = text[len(bom):]
     bindings = list(parse_stream(io.StringIO(text)))
     if "".join(b.original.string for b in bindings) != text:
         raise LauncherError("cannot rewrite .env safely: it could not be split into lines exactly", BAD_CONFIG)
@@ -124,7 +145,7 @@ def with_keys(text: str, values: Mapping[str, str]) -> str:
         if out and not out.endswith("\n"):
             out += ending
         out += "".join(f"{key}={values[key]}{ending}" for key in missing)
-    return out
+    return bom + out
 
 
 def quote(value: str) -> str:

@@ -59,7 +59,9 @@ class Api:
         host = urllib.parse.urlsplit(url).hostname or ""
         # The local Infisical is never reached through a proxy; another host as the user's
         # environment says (urllib's default).
-        handlers = [urllib.request.ProxyHandler({})] if host in ("localhost", "127.0.0.1", "::1") else []
+        handlers: list = [_NoRedirect()]  # a redirect would carry the Bearer token to another host
+        if host in ("localhost", "127.0.0.1", "::1"):
+            handlers.append(urllib.request.ProxyHandler({}))
         opener = urllib.request.build_opener(*handlers)
         try:
             with opener.open(request, timeout=self.timeout) as response:
@@ -79,6 +81,14 @@ class Api:
         if not isinstance(answer, dict):
             raise ApiError(step, 200, "the answer is not a JSON object")
         return answer
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Infisical's API answers where it is asked; a redirect (an SSO proxy's login page) is an
+    error, never followed with the token."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+        return None
 
 
 def _message(raw: bytes) -> str:

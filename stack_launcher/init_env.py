@@ -97,8 +97,15 @@ def init_env(
 
 
 def _values(text: str) -> dict[str, str]:
-    """Raw values, not interpolated: `KEY=${FROM_ELSEWHERE}` is set, however it resolves."""
-    return parse_dotenv(text)
+    """Raw values, not interpolated: `KEY=${FROM_ELSEWHERE}` is set, however it resolves. A
+    line python-dotenv cannot parse (`K="a"b`, which compose reads as `a`) still assigns its
+    key: it counts as set, so init never appends a second value that compose would use."""
+    values = parse_dotenv(text)
+    for line in text.removeprefix("\ufeff").splitlines():
+        m = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*(\S)", line)
+        if m and m.group(1) not in values:
+            values[m.group(1)] = "(a line only docker compose reads)"
+    return values
 
 
 def _plan(catalog: dict[str, Entry], existing: dict[str, str] | None) -> _Plan:

@@ -46,7 +46,8 @@ def printed_forms(value: str) -> set[str]:
     if value.isascii() and value.isprintable() and not _ESCAPED.intersection(value):
         return {value}  # every encoder prints it as it is (most generated secrets): skip the work
     forms = {value, go_quote(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
-    forms.add(json.dumps(value)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
+    for text in (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]):  # Go's encoding/json
+        forms.add(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
     return forms
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Mapping
 
 from . import compose, infisical_source, keys
-from .envfile import VALID_KEY, backup_copy, render, write_private
+from .envfile import VALID_KEY, backup_copy, refuse_symlink, render, write_private
 from .errors import BAD_CONFIG, FAILED, INFISICAL_UNAVAILABLE, OK, LauncherError
 from .masking import Masker
 from .output import Output
@@ -142,10 +141,12 @@ def without_keys(text: str, keys: set[str], when: str) -> str:
     """`.env` text with every assignment of `keys` replaced by a note; all else byte for byte."""
     from dotenv.parser import parse_stream
 
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    text = text[len(bom):]
     bindings = list(parse_stream(io.StringIO(text)))
     if "".join(b.original.string for b in bindings) != text:
         raise LauncherError("cannot rewrite .env safely: it could not be split into lines exactly", BAD_CONFIG)
-    parts = []
+    parts = [bom]
     for binding in bindings:
         if binding.key in keys:
             original = binding.original.string
@@ -158,11 +159,7 @@ def without_keys(text: str, keys: set[str], when: str) -> str:
 
 def migrate(settings: Settings, out: Output, apply: bool) -> int:
     require_dotenv(settings)
-    if os.path.islink(settings.env_file):
-        # Rewriting would replace the link and leave every secret in clear in its target.
-        raise LauncherError(f"{settings.env_file} is a symlink; migrate does not rewrite through symlinks", BAD_CONFIG,
-                            "replace it with a regular file (cp --remove-destination \"$(readlink -f .env)\" .env), "
-                            "then run migrate again")
+    refuse_symlink(settings.env_file, "migrate")
     classes = keys.classify(settings)
     classes.require()  # judging by names alone could move Infisical's own keys into Infisical
     masker = seed_masker(settings, classes)
@@ -183,6 +180,7 @@ def migrate(settings: Settings, out: Output, apply: bool) -> int:
         return OK
 
     masker.add(s.reveal() for s in plan.move.values())
+    without_keys(settings.dotenv_text, set(plan.move), "")  # can .env be rewritten? ask before pushing
     request = request_for(settings)
     try:
         session = infisical_source.connect(request, settings.shell, masker)

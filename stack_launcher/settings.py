@@ -171,9 +171,12 @@ def _check_output(output: Path, env_file: Path, compose_files: tuple[Path, ...])
     if same(output, env_file):
         raise LauncherError(f"--output {output.name} is the env file itself; the export would overwrite it",
                             BAD_CONFIG, "leave --output at .env.infisical, or name a new file")
-    for path in compose_files:
+    root = env_file.parent
+    kept = (*compose_files, root / ".env.example", root / INFISICAL_COMPOSE_FILE,
+            *root.glob("docker-compose*.yml"), *root.glob("docker-compose*.yaml"))
+    for path in kept:
         if same(output, path):
-            raise LauncherError(f"--output {output.name} is a compose file; the export would overwrite it",
+            raise LauncherError(f"--output {output.name} is a file of the project; the export would overwrite it",
                                 BAD_CONFIG, "name a new file for --output")
     if output.is_dir():
         raise LauncherError(f"--output {output} is a directory, not a file", BAD_CONFIG,

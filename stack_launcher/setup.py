@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import bootstrap, infisical_api, infisical_source
-from .envfile import backup_copy, with_keys, write_private
+from .envfile import backup_copy, refuse_symlink, with_keys, write_private
 from .errors import BAD_CONFIG, FAILED, INFISICAL_UNAVAILABLE, OK, USAGE, LauncherError
 from .generate import generate
 from .infisical_api import Api, ApiError
@@ -96,8 +97,19 @@ def setup(settings: Settings, out: Output, options: Options) -> int:
                             "local Infisical: setup bootstraps only an instance it runs", BAD_CONFIG,
                             "set INFISICAL_API_URL=http://localhost:8010 in .env, or pass --remote to set up "
                             "that instance (it must be fresh, or you must have its admin token file)")
+    refuse_symlink(settings.env_file, "setup")
+    if infisical_source.cli_path() is None:  # checked first: every credential made would be wasted
+        raise LauncherError("the Infisical CLI is not on PATH; setup proves the new machine identity with it",
+                            INFISICAL_UNAVAILABLE, "install the Infisical CLI "
+                            "(https://infisical.com/docs/cli/overview), then run setup again")
+    if urlsplit(settings.api_url).scheme not in ("http", "https") or not urlsplit(settings.api_url).hostname:
+        raise LauncherError(f"{settings.api_url_var or 'INFISICAL_API_URL'} is not an http(s) URL", BAD_CONFIG,
+                            "set INFISICAL_API_URL=http://localhost:8010 in .env")
     masker = seed_masker(settings, classify(settings))
     env = settings.dotenv
+    if "INFISICAL_TOKEN" in settings.credentials:
+        out.warn("INFISICAL_TOKEN is set; at launch it wins over the machine identity setup makes "
+                 "(remove it from .env and your shell to use the machine identity)")
     credentials = {k: settings.credentials[k] for k in (CLIENT_ID, CLIENT_SECRET) if k in settings.credentials}
     token_path = settings.project_dir / TOKEN_FILE
 

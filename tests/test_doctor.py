@@ -39,7 +39,7 @@ EXAMPLE = REPO_ROOT / ".env.example"
 TOKEN = "tok-doctor-7f3a9c2e51"  # long enough to be masked (6+ characters)
 CHECKS = ["docker-engine", "docker-compose", "infisical-cli", "infisical-auth", "infisical-project", "setup",
           "infisical-server", "env-file", "env-example", "placeholders", "secrets-in-env-file", "short-secrets",
-          "temp-files", "ports", "export-mode",
+          "temp-files", "ports", "env-mode", "export-mode",
           "export-age", "git-ignore", "shell-shadowing"]
 
 
@@ -147,6 +147,7 @@ class Project:
 
     def write_dotenv(self) -> None:
         (self.dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in self.dotenv.items()), encoding="utf-8")
+        (self.dir / ".env").chmod(0o600)  # as init writes it
 
     def write_export(self, when: datetime | None = None, source: Source | None = None) -> None:
         text = render({k: Secret(v) for k, v in self.exported.items()},
@@ -486,3 +487,10 @@ def test_doctor_checks_only_the_ports_of_the_chosen_profile(engine, project):
         result = project.doctor("--profile", "cpu")
     assert result.statuses()["ports"] == "pass", result.text
     assert "0 published ports" in result.lines("ports")[0]
+
+
+def test_an_env_file_others_can_read_fails_naming_the_fix(project):
+    (project.dir / ".env").chmod(0o644)
+    result = project.doctor()
+    assert result.code == 1
+    assert result.statuses()["env-mode"] == "fail" and "chmod 600 .env" in result.text
