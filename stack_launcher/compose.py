@@ -183,8 +183,15 @@ def load_error_message(m: re.Match) -> str:
     return f"docker compose cannot load {Path(path).name}: {where}: {reason}"
 
 
+# compose-go's template parser quotes the whole value it rejects (`Invalid template:
+# "ab$$c${}..."`), in an escaped form no masker knows: cut it off.
+INVALID_TEMPLATE = re.compile(r"(invalid template:?)\s*\S.*", re.IGNORECASE)
+
+
 def redact(line: str) -> str:
-    """A line of compose's output with an env-file load error's quoted value cut off."""
+    """A line of compose's output with a rejected value cut off: an env-file load error's
+    quoted rest of line, or the template compose could not parse."""
+    line = INVALID_TEMPLATE.sub(r"\1 (the value is not shown)", line)
     m = LOAD_ERROR.search(line)
     if not m:
         return line
@@ -256,6 +263,11 @@ def diagnose(outcome: Outcome, project: str = "") -> None:
     m = LOAD_ERROR.search(text)
     if m:
         raise LauncherError(load_error_message(m), BAD_CONFIG, "fix that line (see docs/troubleshooting.md on quoting)")
+    if INVALID_TEMPLATE.search(text):
+        raise LauncherError("docker compose cannot interpolate a value: an invalid template (`${}`, or a `${` "
+                            "that never closes) in an env file or the compose file", BAD_CONFIG,
+                            "write a literal $ as $$ (compose files) or \\$ in double quotes (.env); "
+                            "see docs/troubleshooting.md on quoting")
     conflict = port_conflict(text, project)
     if conflict:
         raise conflict

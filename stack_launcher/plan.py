@@ -67,7 +67,7 @@ def plan(settings: Settings, out: Output, max_stale: timedelta) -> int:
         result = compose.capture(argv, prepared.env, settings.project_dir)
     # Decode each event first, then mask: masking the JSON text would miss a value whose
     # quotes, backslashes or `&<>` JSON escapes.
-    lines = [prepared.masker.mask(readable(line)) for line in (result.stderr + result.stdout).splitlines()]
+    lines = [compose.redact(prepared.masker.mask(readable(line))) for line in (result.stderr + result.stdout).splitlines()]
     lines = [line for line in lines if line]
     if result.returncode != 0:
         compose.diagnose(compose.Outcome(result.returncode, tuple(lines)))

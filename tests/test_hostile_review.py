@@ -139,3 +139,20 @@ def test_a_non_ascii_value_with_ampersands_is_masked_as_go_json_prints_it():
     assert masker.mask('{"msg": "p\\u00e4ssw\\u00f6rd\\u0026\\u003cx\\u003e"}') != \
         '{"msg": "p\\u00e4ssw\\u00f6rd\\u0026\\u003cx\\u003e"}'
     assert "***" in masker.mask("error: pässwörd\\u0026\\u003cx\\u003e is bad")
+
+
+@pytest.mark.parametrize("command", ["up", "plan", "migrate"])
+def test_a_value_compose_rejects_as_an_invalid_template_is_never_printed(stack, infisical_server, command):
+    (stack.dir / ".env.example").write_text("#@ bootstrap\nINFISICAL_TOKEN=\n#@ secret format=password:32\n"
+                                            "POSTGRES_PASSWORD=\n")
+    stack.write_compose({"app": {"environment": {"P": "${POSTGRES_PASSWORD}"}}})
+    (stack.dir / ".env").write_text('POSTGRES_PASSWORD="ab\\$c${}hunter2x"\n')
+    args = [command, "-p", stack.name] + (["--skip-infisical"] if command != "migrate" else [])
+    result = run_launcher(args, cwd=stack.dir, env=infisical_server.env)
+    shown = result.stdout + result.stderr
+    assert "hunter2x" not in shown
+    if command == "migrate":  # it keeps a `${` value in .env and never asks compose about it
+        assert result.returncode == 0 and "POSTGRES_PASSWORD: refers to another variable" in shown
+    else:
+        assert result.returncode == 6, shown
+        assert "invalid template" in shown.lower()
