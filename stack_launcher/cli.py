@@ -351,6 +351,10 @@ def setup_cmd(
 
             settings = _settings(project_dir, env_file, project_name)  # with the new credentials
             code = migrate(settings, out, apply=True)
+        if code != errors.OK:
+            out.error("Infisical is set up, but moving the secrets did not complete (see above); "
+                      "fix that and run `python3 start_services.py migrate --apply`")
+            return code
         ui = settings.dotenv.get("INFISICAL_SITE_URL") or settings.api_url
         out.success(f"Infisical UI: {ui}" + (f" (log in as {admin_email.strip()})" if admin_email else "")
                     + ". The next `python start_services.py --profile cpu` exports from Infisical.")
