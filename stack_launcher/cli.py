@@ -40,7 +40,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-COMMANDS = {"up", "down", "init", "plan", "doctor", "migrate", "setup"}
+COMMANDS = {"up", "down", "init", "plan", "doctor", "migrate", "setup", "backup", "restore"}
 
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show full commands (never secret values).")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="Only warnings and errors.")]
@@ -362,6 +362,69 @@ def setup_cmd(
 
     _finish(run, out)
 
+
+PassphraseFileOpt = Annotated[Optional[Path], typer.Option("--passphrase-file", dir_okay=False, help="File holding the passphrase (a trailing newline is ignored; default: INFISICAL_BACKUP_PASSPHRASE, else asked on the terminal).")]
+
+
+@app.command("backup")
+def backup_cmd(
+    output: Annotated[str, typer.Option("--output", help="Folder for the archive.")] = "backups",
+    keep: Annotated[Optional[int], typer.Option("--keep", min=1, help="Keep the newest N archives in the folder and delete older ones (only files this command names).")] = None,
+    passphrase_file: PassphraseFileOpt = None,
+    no_encrypt: Annotated[bool, typer.Option("--no-encrypt", help="Write a plain .tar: the bootstrap secrets in the clear.")] = False,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Back up the local Infisical: its database and .env's bootstrap secrets, in one age-encrypted file."""
+    out = Output(verbose=verbose, quiet=quiet)
+
+    def run() -> int:
+        from .backup import backup
+        from .lock import project_lock
+        from .settings import project_root
+
+        with project_lock(project_root(project_dir), "backup"):
+            settings = _settings(project_dir, env_file, project_name)
+            return backup(settings, out, output=output, keep=keep, passphrase_file=passphrase_file,
+                          no_encrypt=no_encrypt)
+
+    _finish(run, out)
+
+
+@app.command("restore")
+def restore_cmd(
+    archive: Annotated[Path, typer.Argument(help="An archive written by `backup` (.age or .tar).", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Restore even when Infisical's image differs, or .env's bootstrap secrets differ from the archive's (.env is backed up first).")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Only check the archive: restore it into a scratch project, compare the row counts, remove it.")] = False,
+    passphrase_file: PassphraseFileOpt = None,
+    project_name: ProjectName = None,
+    project_dir: ProjectDir = None,
+    env_file: EnvFile = ".env",
+    verbose: Verbose = False,
+    quiet: Quiet = False,
+) -> None:
+    """Restore the local Infisical from an archive (after a backup of what is there), or --verify it."""
+    out = Output(verbose=verbose, quiet=quiet)
+
+    def run() -> int:
+        from .backup import restore
+        from .lock import project_lock
+        from .settings import project_root
+
+        def resolve():
+            return _settings(project_dir, env_file, project_name)
+
+        options = dict(archive_path=archive, force=force, verify=verify, passphrase_file=passphrase_file,
+                       resolve=resolve)
+        if verify:  # touches nothing of the project: no lock
+            return restore(resolve(), out, **options)
+        with project_lock(project_root(project_dir), "restore"):
+            return restore(resolve(), out, **options)
+
+    _finish(run, out)
 
 def _finish(run, out: Output) -> None:
     """The one error handler. LauncherError -> its line and code; a file or encoding problem

@@ -61,6 +61,35 @@ class Target:
         """Pull the images not present yet, with compose's progress; no health limit applies."""
         return self.args() + ["--progress", "plain", "pull", "--policy", "missing"]
 
+    # -- single services (backup and restore of the local Infisical) ---------------------------
+
+    def exec_argv(self, service: str, command: Sequence[str], stdin: bool = True) -> list[str]:
+        """Run `command` in the service's running container, no TTY (output is data, and
+        binary-safe); with `stdin` the caller's stdin is handed on (a dump to restore)."""
+        return self.args() + ["exec", "-T"] + ([] if stdin else ["--interactive=false"]) + [service, *command]
+
+    def up_services(self, services: Sequence[str], wait_timeout: float) -> list[str]:
+        """Start these services alone (and what they depend on) and wait until healthy."""
+        return self.up() + ["--wait", "--wait-timeout", str(max(1, int(wait_timeout))), *services]
+
+    def stop(self, services: Sequence[str]) -> list[str]:
+        """Stop these services' containers; they and their volumes stay."""
+        return self.args() + ["--progress", "plain", "stop", *services]
+
+    def remove(self, services: Sequence[str]) -> list[str]:
+        """Stop and remove these services' containers (named volumes stay)."""
+        return self.args() + ["--progress", "plain", "rm", "--stop", "--force", *services]
+
+    def ps_json(self, services: Sequence[str] = ()) -> list[str]:
+        """Every container of these services, running or not, as JSON (one object a line
+        from Compose 2.21; one array before)."""
+        return self.args() + ["ps", "--all", "--format", "json", *services]
+
+    def down_volumes(self) -> list[str]:
+        """Remove the project's containers, networks AND its volumes: only for a scratch
+        project this tool created itself (`restore --verify`), never for the user's."""
+        return self.args() + ["--progress", "plain", "down", "--volumes", "--remove-orphans"]
+
 
 def down_argv(project_name: str, project_dir: Path) -> list[str]:
     # By project name only, no files: compose interpolates every loaded file, so `down`

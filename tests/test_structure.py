@@ -91,3 +91,38 @@ def test_down_needs_no_files_and_so_no_secrets():
 def test_profile_none_beats_a_compose_profiles_in_an_env_file():
     assert compose.compose_env({"COMPOSE_PROFILES": "gpu", "A": "1"}, ()) == {"COMPOSE_PROFILES": "", "A": "1"}
     assert compose.compose_env({"COMPOSE_PROFILES": "gpu", "A": "1"}, ("cpu",)) == {"A": "1"}
+
+
+# ------------------------------------------------------------------ backup and restore's command lines
+
+INFISICAL = compose.Target(Path("/p"), "localai-infisical", (Path("/p/infisical/docker-compose.yml"),),
+                           (Path("/p/.env"),))
+INFISICAL_BASE = ["docker", "compose", "-p", "localai-infisical", "--project-directory", "/p",
+                  "-f", "/p/infisical/docker-compose.yml", "--env-file", "/p/.env"]
+
+
+def test_a_dump_streams_from_the_database_container_without_a_tty():
+    assert INFISICAL.exec_argv("infisical-db", ["sh", "-c", "pg_dump"]) == INFISICAL_BASE + [
+        "exec", "-T", "infisical-db", "sh", "-c", "pg_dump"]
+    assert INFISICAL.exec_argv("infisical-db", ["psql"], stdin=False) == INFISICAL_BASE + [
+        "exec", "-T", "--interactive=false", "infisical-db", "psql"]
+
+
+def test_the_database_is_started_alone_and_waited_for():
+    assert INFISICAL.up_services(["infisical-db", "infisical-redis"], 120.9) == INFISICAL_BASE + [
+        "--progress", "plain", "up", "-d", "--wait", "--wait-timeout", "120", "infisical-db", "infisical-redis"]
+
+
+def test_services_are_stopped_or_removed_by_name_and_listed_as_json():
+    assert INFISICAL.stop(["infisical"]) == INFISICAL_BASE + ["--progress", "plain", "stop", "infisical"]
+    assert INFISICAL.remove(["infisical-db"]) == INFISICAL_BASE + [
+        "--progress", "plain", "rm", "--stop", "--force", "infisical-db"]
+    assert INFISICAL.ps_json(["infisical-db"]) == INFISICAL_BASE + ["ps", "--all", "--format", "json", "infisical-db"]
+
+
+def test_only_a_scratch_project_is_taken_down_with_its_volumes():
+    scratch = compose.Target(Path("/p"), "localai-restore-verify-1a2b", (Path("/p/infisical/docker-compose.yml"),),
+                             (Path("/dev/null"),))
+    assert scratch.down_volumes() == ["docker", "compose", "-p", "localai-restore-verify-1a2b", "--project-directory",
+                                      "/p", "-f", "/p/infisical/docker-compose.yml", "--env-file", "/dev/null",
+                                      "--progress", "plain", "down", "--volumes", "--remove-orphans"]
