@@ -21,7 +21,7 @@ from importlib.util import find_spec
 
 # Import name -> distribution name: pyproject.toml's [project].dependencies, no more, no less
 # (tests/test_first_run_bootstrap.py holds the two lists together).
-DEPENDENCIES = (("typer", "typer"), ("rich", "rich"), ("dotenv", "python-dotenv"))
+DEPENDENCIES = (("typer", "typer"), ("rich", "rich"), ("dotenv", "python-dotenv"), ("pyrage", "pyrage"))
 MIN_PYTHON = (3, 10)
 NO_BOOTSTRAP_VAR = "START_SERVICES_NO_BOOTSTRAP"
 # Set for the re-run ("switched" to .venv, or "installed" into it) and removed by it at once:

@@ -175,7 +175,7 @@ def test_no_bootstrap_in_a_fresh_clone_gives_one_line_with_the_manual_commands(b
     assert len(_lines(result.stderr)) == 1 and result.stdout == "", _shown(result)
     line = result.stderr.strip()
     assert line.startswith(BOOTSTRAP_ERROR), line
-    assert "typer, rich, python-dotenv are not installed" in line, line
+    assert "typer, rich, python-dotenv, pyrage are not installed" in line, line
     assert "python3 -m venv .venv && .venv/bin/python -m pip install -e ." in line, line
     assert line.endswith(".venv/bin/python start_services.py init"), line
     assert not (clone / ".venv").exists(), "nothing created"
@@ -229,7 +229,7 @@ def test_when_pip_cannot_install_it_says_so_in_one_line_and_the_next_run_retries
     again = _run(bare_python, clone, "--version", env=_env(**_PIP_OFFLINE))
     assert again.returncode == 2, _shown(again)
     assert _lines(again.stderr)[0].startswith(
-        "start_services.py: typer, rich, python-dotenv are not installed for "), _shown(again)
+        "start_services.py: typer, rich, python-dotenv, pyrage are not installed for "), _shown(again)
     assert "installing the project's dependencies into .venv with pip" in _lines(again.stderr)[0]
     assert _lines(again.stderr)[-1].startswith("error: pip could not install"), _shown(again)
 
