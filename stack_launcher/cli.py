@@ -1,4 +1,5 @@
-"""The command line: `up` (the default), `down`, `init`, `plan`, `doctor`, `migrate`.
+"""The command line: `up` (the default), `down`, `init`, `plan`, `doctor`, `migrate`, `setup`,
+`backup`, `restore`.
 
 Each command takes its options after its name. Errors raised as LauncherError are printed
 as one line (plus a hint) with their exit code; no traceback ever reaches the user, and
