@@ -544,38 +544,31 @@ def check_ports(settings: Settings) -> Check:
     return Check(name, PASS, f"{len(wanted)} published ports free or this project's own ({profile}){note}")
 
 
-def check_env_mode(settings: Settings) -> Check:
-    """.env holds Infisical's keys, the admin password and the machine identity's secret."""
-    name = "env-mode"
-    path = settings.env_file
+def _private_mode(name: str, path: Path, holds: str, absent: str) -> Check:
+    """Is a file that holds secrets private to its owner (POSIX modes)?"""
     if os.name != "posix":
         return Check(name, SKIP, "file modes are POSIX-only: on Windows the file inherits its folder's ACL")
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return Check(name, SKIP, f"no {path.name}")
+    except FileNotFoundError:
+        return Check(name, SKIP, absent)
+    except OSError as exc:
+        return Check(name, FAIL, f"cannot read {path.name}: {exc.strerror}", f"check the permissions of {path}")
     if mode & 0o077:
-        return Check(name, FAIL, f"{path.name} is mode {mode:04o}: other users (group or world) can read "
-                     "Infisical's keys and credentials", f"chmod 600 {path.name}")
+        return Check(name, FAIL, f"{path.name} is mode {mode:04o}: other users (group or world) can read {holds}",
+                     f"chmod 600 {path.name}")
     return Check(name, PASS, f"{path.name} is mode {mode:04o}")
+
+
+def check_env_mode(settings: Settings) -> Check:
+    """.env holds Infisical's keys, the admin password and the machine identity's secret."""
+    return _private_mode("env-mode", settings.env_file, "Infisical's keys and credentials",
+                         f"no {settings.env_file.name}")
 
 
 def check_export_mode(settings: Settings) -> Check:
-    name = "export-mode"
-    path = settings.output
-    if os.name != "posix":
-        return Check(name, SKIP, "file modes are POSIX-only: on Windows the file inherits its folder's ACL")
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return Check(name, SKIP, f"no {path.name} yet (`up` writes it, mode 0600)")
-    except OSError as exc:
-        return Check(name, FAIL, f"cannot read {path.name}: {exc.strerror}", f"check the permissions of {path}")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        return Check(name, FAIL, f"{path.name} is mode {mode:04o}: other users (group or world) can read its secrets",
-                     f"chmod 600 {path.name}")
-    return Check(name, PASS, f"{path.name} is mode {mode:04o}")
+    return _private_mode("export-mode", settings.output, "its secrets",
+                         f"no {settings.output.name} yet (`up` writes it, mode 0600)")
 
 
 def _where(project: str, environment: str, path: str) -> str:
