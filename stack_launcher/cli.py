@@ -107,6 +107,7 @@ TimeoutOpt = Annotated[float, typer.Option("--infisical-timeout", callback=_seco
 StartTimeoutOpt = Annotated[float, typer.Option("--infisical-start-timeout", callback=_seconds, help="Seconds to wait for the local Infisical to be healthy.")]
 FileOpt = Annotated[Optional[List[str]], typer.Option("-f", "--file", help="Compose file, repeatable (default: docker-compose.yml).")]
 OutputOpt = Annotated[str, typer.Option("--output", help="The exported file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout at the end, for scripts (README: `--json`).")]
 
 
 def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infisical: bool, require_infisical: bool,
@@ -114,6 +115,7 @@ def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infi
             infisical_start_timeout: float, file, project_name, project_dir, env_file: str, output: str,
             dry_run: bool, out: Output) -> None:
     stale = parse_duration(max_stale)
+    out.record(command="plan" if plan else "up", services=[])
 
     def run() -> int:
         from . import settings as settings_mod
@@ -161,11 +163,13 @@ def up_cmd(
     env_file: EnvFile = ".env",
     output: OutputOpt = ".env.infisical",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; change nothing.")] = False,
+    json_output: JsonOpt = False,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
     """Export the secrets and start the stack (the default command)."""
-    _launch(False, **_without(locals(), "verbose", "quiet"), out=Output(verbose=verbose, quiet=quiet))
+    _launch(False, **_without(locals(), "verbose", "quiet", "json_output"),
+            out=Output(verbose=verbose, quiet=quiet, json_report=json_output))
 
 
 @app.command("plan")
@@ -185,12 +189,13 @@ def plan_cmd(
     project_dir: ProjectDir = None,
     env_file: EnvFile = ".env",
     output: OutputOpt = ".env.infisical",
+    json_output: JsonOpt = False,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
     """Show what `up` would change (secrets and services); change nothing, start nothing."""
-    _launch(True, **_without(locals(), "verbose", "quiet"), infisical_start_timeout=0, dry_run=False,
-            out=Output(verbose=verbose, quiet=quiet))
+    _launch(True, **_without(locals(), "verbose", "quiet", "json_output"), infisical_start_timeout=0, dry_run=False,
+            out=Output(verbose=verbose, quiet=quiet, json_report=json_output))
 
 
 def _without(options: dict, *names: str) -> dict:
@@ -435,27 +440,31 @@ def _finish(run, out: Output) -> None:
     from .process import Terminated, install_signal_handlers
 
     install_signal_handlers()
+    error = None
     try:
         code = run()
     except LauncherError as exc:
-        out.error(exc.message)
+        out.error(error := exc.message)
         if exc.hint:
             out.info(f"  -> {exc.hint}")
         code = exc.exit_code
     except KeyboardInterrupt:
-        out.error("interrupted")
+        out.error(error := "interrupted")
         code = errors.INTERRUPTED
     except Terminated as exc:
-        out.error(f"stopped by {exc}")
+        out.error(error := f"stopped by {exc}")
         code = exc.exit_code
     except (OSError, UnicodeError) as exc:
-        out.error(_describe_os_error(exc))
+        out.error(error := _describe_os_error(exc))
         _traceback(out)
         code = errors.BAD_CONFIG
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
-        out.error(f"unexpected {exc.__class__.__name__}; please report this (run again with --verbose for details)")
+        out.error(error := f"unexpected {exc.__class__.__name__}; please report this (run again with --verbose for details)")
         _traceback(out)
         code = errors.UNEXPECTED
+    if code != errors.OK and error is None:
+        error = "see the lines above (stderr)"
+    out.emit_report(code, error)
     raise typer.Exit(code)
 
 

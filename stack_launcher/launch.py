@@ -4,13 +4,13 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from . import compose
+from . import compose, status
 from .envfile import write_private
-from .errors import OK
+from .errors import OK, LauncherError
 from .gitcheck import warn_if_committable
 from .masking import Masker
 from .output import Output
-from .prepare import prepare
+from .prepare import prepare, record_secrets
 from .secrets_source import DOTENV_ONLY, FRESH
 from .settings import SecretsMode, Settings
 
@@ -19,6 +19,7 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     prepared = prepare(settings, out, max_stale, settings.output, start_infisical=not dry_run,
                        start_timeout=start_timeout)
     obtained = prepared.obtained
+    record_secrets(out, settings, prepared, "up", dry_run=dry_run)
     if prepared.changes is not None:
         out.info(f"Changed since the last export: {prepared.changes.describe()}." if prepared.changes
                  else "No secret changed since the last export.")
@@ -36,7 +37,15 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
         write_private(settings.output, prepared.export_text)
         warn_if_committable(settings, out)
     out.detail(f"$ {compose.display(argv)}")
-    outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
+    summarize = out.report is not None or out.fancy  # off a terminal, without --json: no extra compose call
+    before = status.containers(prepared.target, prepared.env) if summarize else {}
+    try:
+        outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
+    except LauncherError:
+        if summarize:
+            summary(out, settings, prepared, before)
+        raise
+    services = summary(out, settings, prepared, before) if summarize else []
     if outcome.code != 0:
         out.failure_lines(outcome.tail[-10:])
         pulled = compose.pull_failure("\n".join(outcome.tail))
@@ -51,9 +60,51 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
         else:
             out.error(f"docker compose failed (exit {outcome.code}); its last lines are above.")
         return outcome.code
+    if out.fancy and services:
+        show_summary(out, settings, prepared, services)
     out.success(f"Stack '{settings.project_name}' is up ({'profile ' + settings.profile if settings.profile else 'no profile'}, "
                 f"{settings.environment}).")
     return OK
+
+
+def changed_keys(prepared) -> set[str]:
+    changes = prepared.changes
+    return set(changes.added + changes.changed + changes.removed) if changes else set()
+
+
+def summary(out: Output, settings: Settings, prepared, before: dict) -> list[status.ServiceReport]:
+    """Each service after `up`: what happened to it, its state, health and URLs; recorded for --json."""
+    after = status.containers(prepared.target, prepared.env)
+    variables = {**settings.dotenv, **settings.shell}
+    services = status.after_up(before, after, settings.environment, variables)
+    keys = changed_keys(prepared)
+    if keys:
+        used = status.variables_used(prepared.target, prepared.env)
+        for service in services:
+            service.keys = sorted(used.get(service.name, set()) & keys)
+    out.record(services=[s.as_dict() for s in services])
+    return services
+
+
+def show_summary(out: Output, settings: Settings, prepared, services: list[status.ServiceReport]) -> None:
+    """One table on a terminal: service, what `up` did, state, health, URL, the changed keys it uses."""
+    from rich.table import Table
+
+    table = Table(title=f"Stack '{settings.project_name}' ({settings.environment})", title_justify="left")
+    for column in ("service", "action", "state", "health", "url", "changed keys"):
+        table.add_column(column)
+    colours = {"running": "green", "exited": "red", "dead": "red", "restarting": "yellow"}
+    for s in services:
+        state = f"[{colours.get(s.state, 'yellow')}]{s.state}[/]" if s.state else ""
+        health = f"[{'green' if s.health == 'healthy' else 'red' if s.health == 'unhealthy' else 'yellow'}]{s.health}[/]" \
+            if s.health else ""
+        action = f"[bold]{s.action}[/]" if s.action != "unchanged" else s.action
+        table.add_row(s.name, action, state, health, "\n".join(s.urls), ", ".join(s.keys))
+    console = out.console()
+    console.print(table)
+    origin = prepared.obtained.origin
+    changed = prepared.changes.describe() if prepared.changes else "none"
+    console.print(f"Secrets from {origin}; changed: {changed}", markup=False)
 
 
 def down(project_name: str, project_dir: Path, shell: dict, out: Output) -> int:

@@ -14,12 +14,29 @@ _SGR = {"bold": "1", "dim": "2", "green": "32", "yellow": "33", "bold red": "1;3
 
 
 class Output:
-    def __init__(self, verbose: bool = False, quiet: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(self, verbose: bool = False, quiet: bool = False, stream: TextIO | None = None,
+                 json_report: bool = False) -> None:
         self.verbose = verbose
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.color = self.stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
         self._console = None
+        # --json: stdout holds one JSON document, written at the end (`emit_report`); what
+        # would go to stdout otherwise goes to stderr. None without --json.
+        self.report: dict | None = {} if json_report else None
+
+    @property
+    def fancy(self) -> bool:
+        """Tables and live views: on a terminal, with colour, not --quiet."""
+        return self.color and not self.quiet
+
+    def console(self):
+        """rich's Console on our stream; imported only when a terminal view needs it."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        return self._console
 
     def _print(self, text: str, style: str = "") -> None:
         # Plain ANSI colour codes: importing rich for a coloured line cost about 45 ms a run
@@ -64,15 +81,27 @@ class Output:
         """A spinner while waiting, on a terminal; a plain line otherwise."""
         import contextlib
 
-        if self.color and not self.quiet:
-            if self._console is None:
-                from rich.console import Console
-
-                self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
-            return self._console.status(text)
+        if self.fancy:
+            return self.console().status(text)
         self.info(text)
         return contextlib.nullcontext()
 
     def result(self, text: str) -> None:
-        """Data the user asked for (dry-run, plan, doctor): stdout, even with --quiet."""
-        print(text, flush=True)
+        """Data the user asked for (dry-run, plan, doctor): stdout, even with --quiet (stderr
+        with --json, whose document owns stdout)."""
+        print(text, file=sys.stdout if self.report is None else self.stream, flush=True)
+
+    def record(self, **fields) -> None:
+        """Fields of the --json document (names and states, never a value)."""
+        if self.report is not None:
+            self.report.update(fields)
+
+    def emit_report(self, code: int, error: str | None = None) -> None:
+        """The --json document on stdout, once, at the end."""
+        if self.report is None:
+            return
+        import json
+
+        document = {**self.report, "exit_code": code, "error": error}
+        print(json.dumps(document, indent=2, ensure_ascii=False), file=sys.stdout, flush=True)
+        self.report = None

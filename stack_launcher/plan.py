@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from . import compose
+from . import compose, status
 from .envfile import write_private
 from .errors import OK
 from .output import Output
-from .prepare import prepare
+from .prepare import prepare, record_secrets
 from .secrets_source import FRESH, diff_secrets
 from .settings import Settings
 
@@ -57,14 +58,22 @@ def plan(settings: Settings, out: Output, max_stale: timedelta) -> int:
     with tempfile.TemporaryDirectory(prefix="start-services-plan-") as tmp:
         planned = Path(tmp) / ".env.infisical"
         prepared = prepare(settings, out, max_stale, planned, start_infisical=False, start_timeout=0)
+        record_secrets(out, settings, prepared, "plan")
+        changes = None
         if prepared.obtained.origin == FRESH:
             changes = prepared.changes or diff_secrets({}, prepared.obtained.secrets)
             out.result(f"Secrets changed: {changes.describe()}" if changes else "Secrets changed: none")
+            if out.report is not None:
+                out.report["secrets"]["changes"] = {"added": changes.added, "changed": changes.changed,
+                                                    "removed": changes.removed}
         if prepared.export_text is not None:
             write_private(planned, prepared.export_text)
         argv = prepared.target.dry_run_up()
         out.detail(f"$ {compose.display(argv)}")
         result = compose.capture(argv, prepared.env, settings.project_dir)
+        keys = set(changes.added + changes.changed + changes.removed) if changes else set()
+        explain = bool(keys) and (out.report is not None or out.fancy) and result.returncode == 0
+        used = status.variables_used(prepared.target, prepared.env) if explain else {}
     # Decode each event first, then mask: masking the JSON text would miss a value whose
     # quotes, backslashes or `&<>` JSON escapes.
     lines = [compose.redact(prepared.masker.mask(readable(line))) for line in (result.stderr + result.stdout).splitlines()]
@@ -77,7 +86,30 @@ def plan(settings: Settings, out: Output, max_stale: timedelta) -> int:
         out.error("docker compose could not plan the launch; its output is above.")
         return result.returncode
     decided = services_decided(result.stdout + "\n" + result.stderr, settings.project_name)
+    reports = [status.ServiceReport(service, decision, keys=sorted(used.get(service, set()) & keys))
+               for service, decision in decided.items()]
+    out.record(services=[r.as_dict() for r in reports])
+    if out.fancy and out.report is None and sys.stdout.isatty():
+        show_plan(out, reports)
+        return OK
     out.result("Services:")
     for service, decision in decided.items():
         out.result(f"  {service}: {decision}")
     return OK
+
+
+def show_plan(out: Output, reports: list) -> None:
+    """The plan as one table on a terminal: service, action, and the changed keys it uses."""
+    from rich.table import Table
+
+    table = Table(title="Plan", title_justify="left")
+    for column in ("service", "action", "why"):
+        table.add_column(column)
+    colours = {"create": "green", "recreate": "yellow", "untouched": "dim"}
+    for r in reports:
+        why = f"uses changed {', '.join(r.keys)}" if r.keys else ("new container" if r.action == "create" else
+                                                                   "" if r.action == "untouched" else "its configuration changed")
+        table.add_row(r.name, f"[{colours.get(r.action, 'bold')}]{r.action}[/]", why)
+    from rich.console import Console
+
+    Console(highlight=False).print(table)  # stdout: the plan is what the user asked for

@@ -91,3 +91,16 @@ def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: 
                             tuple(env_files), settings.profiles)
     return Prepared(masker, obtained, changes, export_text, target,
                     compose.compose_env(settings.shell, settings.profiles))
+
+
+def record_secrets(out: Output, settings: Settings, prepared, command: str, dry_run: bool = False) -> None:
+    """The --json document's head: what ran, and where the secrets came from and why (names only)."""
+    if out.report is None:
+        return
+    obtained, changes = prepared.obtained, prepared.changes
+    out.record(command=command, dry_run=dry_run, project=settings.project_name, profile=settings.profile or None,
+               environment=settings.environment, services=[],
+               secrets={"origin": obtained.origin, "reason": prepared.masker.mask(obtained.reason) or None,
+                        "count": len(obtained.secrets),
+                        "changes": None if changes is None else {"added": changes.added, "changed": changes.changed,
+                                                                 "removed": changes.removed}})
