@@ -43,6 +43,15 @@ class Api:
     def with_token(self, token: Secret) -> "Api":
         return Api(self.base_url, token, self.timeout)
 
+    def get_or_none(self, step: str, path: str) -> dict[str, Any] | None:
+        """GET, with "not there yet" (404) as None: how every step asks whether its result exists."""
+        try:
+            return self.call(step, "GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def call(self, step: str, method: str, path: str, body: dict | None = None,
              query: dict[str, str] | None = None) -> dict[str, Any]:
         base = self.base_url.rstrip("/")
@@ -155,12 +164,9 @@ def project_slug(name: str) -> str:
 
 def find_project(api: Api, name: str) -> str | None:
     step = "look up the project"
-    try:
-        answer = api.call(step, "GET", f"/api/v2/workspace/{_id(project_slug(name))}")
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    answer = api.get_or_none(step, f"/api/v2/workspace/{_id(project_slug(name))}")
+    if answer is None:
+        return None
     project = answer.get("project", answer)  # the bare project object at the pinned version
     return str(_field(step, project, "id"))
 
@@ -193,12 +199,9 @@ def create_identity(api: Api, organization_id: str, name: str = IDENTITY_NAME) -
 def universal_auth_client_id(api: Api, identity_id: str) -> str | None:
     """The identity's Universal Auth client id, or None when it has none yet (404)."""
     step = "read the identity's Universal Auth"
-    try:
-        answer = api.call(step, "GET", f"/api/v1/auth/universal-auth/identities/{_id(identity_id)}")
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    answer = api.get_or_none(step, f"/api/v1/auth/universal-auth/identities/{_id(identity_id)}")
+    if answer is None:
+        return None
     return str(_field(step, answer, "identityUniversalAuth", "clientId"))
 
 
