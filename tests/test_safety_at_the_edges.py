@@ -373,11 +373,28 @@ def _nobody_can_run_the_launcher() -> str | None:
     return None
 
 
+def _read_only_mount_refuses(folder, command, why_not_nobody: str) -> None:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip(f"{why_not_nobody}; and no read-only mount can be made here (needs root and unshare)")
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && cd "$1" && shift && exec "$@"'
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                             str(folder.dir), sys.executable, str(LAUNCHER), *command], env=folder.env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    if "mount" in result.stderr and result.returncode not in (6,):
+        pytest.skip(f"{why_not_nobody}; a read-only mount failed: {result.stderr.strip()[-200:]}")
+    assert_failed_cleanly(result, 6)
+    assert str(folder.dir) in result.stderr and "Read-only file system" in result.stderr, shown(result)
+    assert folder.docker_calls() == []
+
+
 @pytest.mark.parametrize("command", [["up"], ["init"]], ids=["up", "init"])
 def test_a_project_folder_the_user_cannot_write_is_exit_6_naming_the_folder(folder, command):
     reason = _nobody_can_run_the_launcher()
     if reason:
-        pytest.skip(reason)
+        # Root ignores permission bits; a read-only mount stops root too. (A clone in a 0700
+        # folder, as `mktemp -d` makes, is out of nobody's reach.)
+        _read_only_mount_refuses(folder, command, reason)
+        return
     # pytest's tmp_path lies under a 0700 folder of root's: the copy goes where nobody can reach it.
     outer = Path(tempfile.mkdtemp(prefix="s9-readonly-"))
     try:
