@@ -32,6 +32,11 @@ def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float) -
     if is_running(settings):
         out.detail(f"Local Infisical ({settings.infisical_project_name}) is already healthy.")
         return None  # one `docker ps` (~50 ms) instead of `up --wait` (~600 ms) on every launch
+    return start(settings, out, masker, timeout)
+
+
+def start(settings: Settings, out: Output, masker: Masker, timeout: float) -> str | None:
+    """Pull what is missing, `up -d --wait`; the reason it is not healthy, or None."""
     local = target(settings)
     env = compose.compose_env(settings.shell, ())
     # Pull first, without the health limit: a first start may download for minutes, and a

@@ -308,6 +308,11 @@ def read_header(path: Path) -> Header | None:
 
 
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\$": "$", "\\n": "\n", "\\r": "\r"}
+_ESCAPE = re.compile(r'\\[\\"$nr]')
+
+
+def _unescape(match: re.Match) -> str:
+    return _UNESCAPE[match.group(0)]
 
 
 def read_exported(path: Path) -> dict[str, Secret]:
@@ -321,5 +326,6 @@ def read_exported(path: Path) -> dict[str, Secret]:
         key, sep, rest = line.partition("=")
         if not sep or line.startswith("#") or len(rest) < 2 or rest[0] != '"' or rest[-1] != '"':
             continue
-        values[key] = Secret(re.sub(r'\\[\\"$nr]', lambda m: _UNESCAPE[m.group(0)], rest[1:-1]))
+        inner = rest[1:-1]
+        values[key] = Secret(_ESCAPE.sub(_unescape, inner) if "\\" in inner else inner)
     return values

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from .envfile import VALID_KEY, Source
 from .masking import Masker
-from .process import Timeout, run_captured
+from .process import Running, Timeout, start_captured
 from .secret import Secret
 
 # The CLI reads these as an access token (reference: token precedence). It also reads a
@@ -109,16 +109,25 @@ def first_line(stderr: str, masker: Masker) -> str:
     return lines[0] if lines else "no message"
 
 
-def _run(cli: str, args: list[str], env: Mapping[str, str], request: Request, masker: Masker, what: str):
+def _start(cli: str, args: list[str], env: Mapping[str, str], request: Request) -> Running:
     try:
-        result = run_captured([cli, *args], env, request.timeout, cwd=request.cwd)
-    except Timeout as exc:
-        raise Unavailable(f"`infisical {what}` gave {exc}; is the server at {request.api_url or 'the CLI domain'} reachable?") from None
+        return start_captured([cli, *args], env, request.timeout, cwd=request.cwd)
     except OSError as exc:
         raise Unavailable(f"could not run the Infisical CLI: {exc.strerror or exc}") from None
+
+
+def _finish(running: Running, request: Request, masker: Masker, what: str):
+    try:
+        result = running.result()
+    except Timeout as exc:
+        raise Unavailable(f"`infisical {what}` gave {exc}; is the server at {request.api_url or 'the CLI domain'} reachable?") from None
     if result.returncode != 0:
         raise Unavailable(f"`infisical {what}` failed (exit {result.returncode}): {first_line(result.stderr, masker)}")
     return result
+
+
+def _run(cli: str, args: list[str], env: Mapping[str, str], request: Request, masker: Masker, what: str):
+    return _finish(_start(cli, args, env, request), request, masker, what)
 
 
 def _login(cli: str, env: dict[str, str], request: Request, masker: Masker) -> Secret:
@@ -159,14 +168,50 @@ def connect(request: Request, base_env: Mapping[str, str], masker: Masker) -> tu
 def fetch(request: Request, base_env: Mapping[str, str], masker: Masker, *, allow_empty: bool = False,
           session: tuple[str, dict[str, str]] | None = None) -> Export:
     """Export the secrets of `request`, or raise Unavailable saying why."""
-    cli, env = session or connect(request, base_env, masker)
-    result = _run(cli, export_args(request), env, request, masker, "export")
-    if CACHED_COPY in result.stderr:
-        # Exit 0, but the CLI's own encrypted copy of its last fetch, of unknown age: the
-        # server is not reachable, and our own fallback (with --max-stale) decides instead.
-        raise Unavailable("the Infisical server is unreachable (the CLI offered its own cached copy of the "
-                          "last fetch, which is not used)")
-    return parse_export(result.stdout, request, allow_empty=allow_empty)
+    return start_export(request, base_env, masker, session=session).collect(allow_empty=allow_empty)
+
+
+def needs_login(request: Request, base_env: Mapping[str, str]) -> bool:
+    """Will `connect` run `infisical login` first (a machine identity and no token)?"""
+    env = cli_env(base_env, request)
+    return not any(env.get(name) for name in TOKEN_VARS) and bool(env.get(CLIENT_ID) and env.get(CLIENT_SECRET))
+
+
+class PendingExport:
+    """`infisical export` under way: the caller goes on with its own work while the CLI talks
+    to the server (most of a launch's wait), then `collect()`s. Nothing the CLI printed is
+    read before `collect()`, so the masker only has to be complete by then."""
+
+    def __init__(self, request: Request, masker: Masker, running: Running | None, problem: Unavailable | None) -> None:
+        self._request, self._masker, self._running, self._problem = request, masker, running, problem
+
+    def collect(self, allow_empty: bool = False) -> Export:
+        """The validated export, or Unavailable saying why."""
+        if self._problem is not None:
+            raise self._problem
+        assert self._running is not None
+        result = _finish(self._running, self._request, self._masker, "export")
+        if CACHED_COPY in result.stderr:
+            # Exit 0, but the CLI's own encrypted copy of its last fetch, of unknown age: the
+            # server is not reachable, and our own fallback (with --max-stale) decides instead.
+            raise Unavailable("the Infisical server is unreachable (the CLI offered its own cached copy of the "
+                              "last fetch, which is not used)")
+        return parse_export(result.stdout, self._request, allow_empty=allow_empty)
+
+    def cancel(self, cause: BaseException | None = None) -> None:
+        """Not needed after all (or the run is stopping): end the CLI and its children."""
+        if self._running is not None:
+            self._running.stop(cause)
+
+
+def start_export(request: Request, base_env: Mapping[str, str], masker: Masker, *,
+                 session: tuple[str, dict[str, str]] | None = None) -> PendingExport:
+    """Start `infisical export`; a failure to start is kept and raised by `collect()`."""
+    try:
+        cli, env = session or connect(request, base_env, masker)
+        return PendingExport(request, masker, _start(cli, export_args(request), env, request), None)
+    except Unavailable as exc:
+        return PendingExport(request, masker, None, exc)
 
 
 def _scope_args(request: Request) -> list[str]:
@@ -232,6 +277,9 @@ def parse_export(stdout: str, request: Request, allow_empty: bool = False) -> Ex
         raise Unavailable("`infisical export` returned JSON that is not a list of secrets")
     secrets: dict[str, Secret] = {}
     warnings: list[str] = []
+    # json.loads makes a lone surrogate only from a `\uD800`-`\uDFFF` escape (stdout itself was
+    # decoded with replacement), so without one no value needs the check.
+    surrogates_possible = "\\ud" in stdout or "\\uD" in stdout
     for index, item in enumerate(data):
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("value"), str):
             raise Unavailable(f"`infisical export` returned an entry without a string key and value (item {index})")
@@ -239,11 +287,12 @@ def parse_export(stdout: str, request: Request, allow_empty: bool = False) -> Ex
         if not VALID_KEY.fullmatch(key):
             warnings.append(f"skipped Infisical key {_shown(key)}: docker compose does not accept that name")
             continue
-        try:
-            item["value"].encode("utf-8")
-        except UnicodeEncodeError:
-            warnings.append(f"skipped Infisical key {key}: its value holds a lone surrogate, which no file can hold")
-            continue
+        if surrogates_possible:
+            try:
+                item["value"].encode("utf-8")
+            except UnicodeEncodeError:
+                warnings.append(f"skipped Infisical key {key}: its value holds a lone surrogate, which no file can hold")
+                continue
         if key in secrets:
             warnings.append(f"Infisical returned {key} twice (imports or folders); the last one wins")
         secrets[key] = Secret(item["value"])

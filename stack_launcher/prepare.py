@@ -22,6 +22,7 @@ from .secrets_source import (
     obtain,
     report_origin,
     request_for,
+    start_early,
 )
 from .settings import Settings, require_dotenv
 
@@ -36,10 +37,13 @@ class Prepared:
     env: dict[str, str]  # compose's process environment
 
 
-def seed_masker(settings: Settings, classes: keys.Classes, previous: dict | None = None) -> Masker:
-    """Every value this run knows before any subprocess runs: `.env`'s secrets, the last
-    good export (`previous`, when the caller has read it already), and the CLI's credentials."""
-    masker = Masker(keys.mask_values(settings, classes))
+def seed_masker(settings: Settings, classes: keys.Classes, previous: dict | None = None,
+                masker: Masker | None = None) -> Masker:
+    """Every value this run knows before it reads any subprocess's output: `.env`'s secrets,
+    the last good export (`previous`, when the caller has read it already), and the CLI's
+    credentials; added to `masker` when given."""
+    masker = masker or Masker()
+    masker.add(keys.mask_values(settings, classes))
     previous = read_exported(settings.output) if previous is None else previous
     masker.add(s.reveal() for s in previous.values())
     masker.add(s.reveal() for s in settings.credentials.values())
@@ -51,21 +55,17 @@ def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: 
     """`export_path`: where the compose run will find a fresh export (the caller writes
     `export_text` there: `.env.infisical` for `up`, a temp file for `plan`)."""
     require_dotenv(settings)
-    classes = keys.classify(settings)
-    if classes.problem:
-        out.warn(f"{classes.problem}; masking .env values by their names only")
-    previous = read_exported(settings.output)  # read once: masker seed, then the diff
-    masker = seed_masker(settings, classes, previous)
-
-    unreachable = None
-    if bootstrap.applies(settings):
-        if start_infisical:
-            unreachable = bootstrap.ensure_up(settings, out, masker, start_timeout)
-        else:
-            running = bootstrap.is_running(settings)
-            out.info(f"Local Infisical ({settings.infisical_project_name}): "
-                     f"{'running' if running else 'not running (nothing is started)'}.")
-    obtained = obtain(settings, masker, max_stale, unreachable)
+    masker = Masker()
+    # The export first: the CLI's round trip to the server is most of a launch's wait, and
+    # the work below (the masker, the last export, the local Infisical's health) runs
+    # meanwhile. Its output is read in `obtain`, once the masker is complete.
+    pending = start_early(settings, masker)
+    try:
+        obtained, previous = _obtain(settings, out, masker, max_stale, pending, start_infisical, start_timeout)
+    except BaseException as exc:  # an error or a signal: the CLI must not outlive the run
+        if pending is not None:
+            pending.cancel(exc)
+        raise
     masker.add(s.reveal() for s in obtained.secrets.values())
     report_origin(obtained, settings, out)
 
@@ -91,6 +91,31 @@ def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: 
                             tuple(env_files), settings.profiles)
     return Prepared(masker, obtained, changes, export_text, target,
                     compose.compose_env(settings.shell, settings.profiles))
+
+
+def _obtain(settings: Settings, out: Output, masker: Masker, max_stale: timedelta, pending,
+            start_infisical: bool, start_timeout: float) -> tuple[Obtained, dict]:
+    """The secrets, and the last export as it was before this run."""
+    classes = keys.classify(settings)
+    if classes.problem:
+        out.warn(f"{classes.problem}; masking .env values by their names only")
+    previous = read_exported(settings.output)  # read once: masker seed, then the diff
+    seed_masker(settings, classes, previous, masker)
+
+    unreachable = None
+    if bootstrap.applies(settings):
+        if not start_infisical:
+            running = bootstrap.is_running(settings)
+            out.info(f"Local Infisical ({settings.infisical_project_name}): "
+                     f"{'running' if running else 'not running (nothing is started)'}.")
+        elif bootstrap.is_running(settings):
+            out.detail(f"Local Infisical ({settings.infisical_project_name}) is already healthy.")
+        else:
+            if pending is not None:  # it asked a server that was not up yet: ask again once it is
+                pending.cancel()
+                pending = None
+            unreachable = bootstrap.start(settings, out, masker, start_timeout)
+    return obtain(settings, masker, max_stale, unreachable, pending), previous
 
 
 def record_secrets(out: Output, settings: Settings, prepared, command: str, dry_run: bool = False) -> None:

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -107,9 +108,61 @@ def _signal_number(exc: BaseException) -> int:
     return exc.signum if isinstance(exc, Terminated) else signal.SIGINT
 
 
-def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None,
-                 stdin_bytes: bytes | None = None) -> Result:
-    """Run to completion and capture both streams (raises FileNotFoundError, Timeout).
+class Running:
+    """A child started by `start_captured`, its output not read yet: the caller works on while
+    it runs, then takes `result()`, or `stop()`s it if the work fails."""
+
+    def __init__(self, proc: subprocess.Popen, timeout: float, stdin_bytes: bytes | None) -> None:
+        self._proc = proc
+        self._deadline = time.monotonic() + timeout
+        self._timeout = timeout
+        self._stdin = stdin_bytes
+
+    def result(self) -> Result:
+        """Wait for the end (the timeout counts from the start) and capture both streams
+        (raises Timeout)."""
+        proc = self._proc
+        try:
+            out, err = proc.communicate(input=self._stdin, timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            try:
+                proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            raise Timeout(self._timeout) from None
+        except BaseException as exc:
+            self.stop(exc)
+            raise
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+        return Result(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def stop(self, cause: BaseException | None = None) -> None:
+        """End it without its result: a signal that reached us is passed on (with GRACE),
+        anything else kills the group; then its pipes are closed."""
+        proc = self._proc
+        if proc.poll() is None:
+            if isinstance(cause, (KeyboardInterrupt, Terminated)):
+                _forward(proc, _signal_number(cause))
+            else:
+                _kill_group(proc)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def start_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None,
+                   stdin_bytes: bytes | None = None) -> Running:
+    """Start a child whose output `result()` captures later (raises FileNotFoundError).
 
     `stdin_bytes`: what the child reads on stdin (values that must not be in argv);
     without it stdin is closed."""
@@ -117,25 +170,13 @@ def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cw
         list(argv), stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env), cwd=cwd, **_group_kwargs(),
     )
-    try:
-        out, err = proc.communicate(input=stdin_bytes, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        raise Timeout(timeout) from None
-    except (KeyboardInterrupt, Terminated) as exc:
-        _forward(proc, _signal_number(exc))
-        raise
-    except BaseException:
-        _kill_group(proc)
-        raise
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-    return Result(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+    return Running(proc, timeout, stdin_bytes)
+
+
+def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None,
+                 stdin_bytes: bytes | None = None) -> Result:
+    """Run to completion and capture both streams (raises FileNotFoundError, Timeout)."""
+    return start_captured(argv, env, timeout, cwd, stdin_bytes).result()
 
 
 def run_streamed(argv: Sequence[str], env: Mapping[str, str], on_output: Callable[[str], None],

@@ -69,8 +69,26 @@ def last_good(path: Path, source: Source, max_stale: timedelta) -> tuple[dict[st
     return secrets, f"exported {humanize_age(age)} ago"
 
 
-def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable: str | None = None) -> Obtained:
-    """`unreachable`: a reason known before asking (the local Infisical did not start)."""
+def asks_infisical(settings: Settings) -> bool:
+    return settings.mode not in (SecretsMode.skip, SecretsMode.offline)
+
+
+def start_early(settings: Settings, masker: Masker) -> infisical_source.PendingExport | None:
+    """Start the export before the rest of the launch's work, which then runs while the CLI
+    waits for the server; None when this run exports nothing, or must log in first (a login's
+    errors are read at once, and the masker is not complete yet)."""
+    if not asks_infisical(settings):
+        return None
+    request = request_for(settings)
+    if infisical_source.needs_login(request, settings.shell):
+        return None
+    return infisical_source.start_export(request, settings.shell, masker)
+
+
+def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable: str | None = None,
+           pending: infisical_source.PendingExport | None = None) -> Obtained:
+    """`unreachable`: a reason known before asking (the local Infisical did not start).
+    `pending`: the export `start_early` began, if any."""
     if settings.mode is SecretsMode.skip:
         return Obtained(DOTENV_ONLY, reason="--skip-infisical")
     request = request_for(settings)
@@ -82,8 +100,10 @@ def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable
         return Obtained(LAST_GOOD, secrets, reason=f"--offline; {note}")
     try:
         if unreachable:
+            if pending is not None:
+                pending.cancel()
             raise infisical_source.Unavailable(unreachable)
-        export = infisical_source.fetch(request, settings.shell, masker)
+        export = (pending or infisical_source.start_export(request, settings.shell, masker)).collect()
     except infisical_source.Unavailable as exc:
         reason = str(exc)
         if settings.mode is SecretsMode.require:
