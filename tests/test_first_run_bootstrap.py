@@ -149,6 +149,18 @@ def test_the_venv_python_runs_the_launcher_directly(first_run, expected_version)
     assert "Usage" in result.stdout
 
 
+def test_the_venv_finds_the_project_through_a_plain_path_not_an_import_hook(first_run):
+    """Every launch starts Python in .venv: setuptools' editable import hook costs each start
+    ~10 ms (docs/benchmarks.md); a .pth holding the project's path costs nothing."""
+    clone, first, _ = first_run
+    assert first.returncode == 0, _shown(first)
+    pth_files = list((clone / ".venv").glob("lib/python*/site-packages/__editable__*.pth"))
+    assert pth_files, "pip install -e wrote no .pth"
+    for pth in pth_files:
+        lines = [line for line in pth.read_text(encoding="utf-8").splitlines() if line.strip()]
+        assert lines == [str(clone.resolve())], f"{pth.name}: {lines}"
+
+
 def test_no_bootstrap_beside_a_venv_names_the_venv_command_and_exits_2(first_run, bare_python):
     clone, first, _ = first_run
     assert first.returncode == 0, _shown(first)
