@@ -4,9 +4,10 @@
 Each command takes its options after its name. Errors raised as LauncherError are printed
 as one line (plus a hint) with their exit code; no traceback ever reaches the user, and
 typer is told never to show local variables (they can hold secret values).
-"""
-from __future__ import annotations
 
+No `from __future__ import annotations` here: typer reads every option's annotation on
+every run, and string annotations cost it ~460 evals (~7 ms a launch, docs/benchmarks.md).
+"""
 import math
 import os
 import sys
