@@ -13,7 +13,7 @@ from importlib import metadata
 from typing import Any, Callable
 
 from . import REPO_ROOT
-from .where import EXIT, OVERLAPPING, REST
+from .where import EXIT, HIDDEN, OVERLAPPING, REST
 from support.processes import minimal_env  # noqa: E402
 
 SECTIONS = (
@@ -236,7 +236,8 @@ def render_where(results: dict[str, Any]) -> list[str]:
              "apart), so the parts add up to the wall time (medians of "
              f"{noop['breakdown']['runs']} runs; tracing adds a little).", ""]
     labels = [label for label in dict.fromkeys(label for _, b in columns for label in b["parts"])
-              if label not in (EXIT, REST)] + [EXIT, REST]
+              if label not in (EXIT, REST, HIDDEN)]
+    labels += [label for label in (HIDDEN, EXIT, REST) if any(label in b["parts"] for _, b in columns)]
     rows = [["**wall**", *(f"**{num(b['wall_ms'])}**" for _, b in columns)]]
     rows += [[label, *(num(b["parts"][label]) if label in b["parts"] else "" for _, b in columns)]
              for label in labels]

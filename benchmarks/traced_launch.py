@@ -58,9 +58,14 @@ PROBES: tuple[tuple[str, ...], ...] = (
     ("git: could git commit the export?", "*:warn_if_committable"),
     ("init-only warnings", "*:warnings_for"),
     ("compose: `up -d`, output relayed", "*:run_streamed"),
+    # When the launcher begins to wait for a child it started earlier (the export starts
+    # first, and the launcher works on while the CLI talks to the server): spans kept.
+    ("waiting for a subprocess's output", "stack_launcher.process:Running.result"),
 )
-
 IMPORT = "import"
+WAIT = "waiting for a subprocess's output"
+SPANS = ("import", WAIT)  # the probes whose every call is listed as [start, self ms, first argument]
+
 
 calls: list[dict] = []
 probes: dict[str, dict] = {}
@@ -99,6 +104,8 @@ class TracedPopen(subprocess.Popen):
 def _timed(label: str, where: str, fn):
     stat = probes.setdefault(label, {"where": [], "ms": 0.0, "self_ms": 0.0, "count": 0, "first": None})
     stat["where"].append(where)
+    if label in SPANS:
+        stat.setdefault("spans", [])
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -132,7 +139,6 @@ def _probe_imports() -> None:
     find_and_load = getattr(bootstrap, "_find_and_load", None)
     if isinstance(find_and_load, types.FunctionType):
         bootstrap._find_and_load = _timed(IMPORT, "importlib._bootstrap:_find_and_load", find_and_load)
-        probes[IMPORT]["spans"] = []
 
 
 def _patch(module: types.ModuleType) -> None:

@@ -44,6 +44,8 @@ CPU_PROBES = (
     "init-only warnings",
 )
 OVERLAPPING = "masker: mask the relayed output"  # runs while compose runs: inside its time
+HIDDEN = "↳ of the rows above, done while `infisical export` ran (counted twice, so taken off)"
+WAIT = "waiting for a subprocess's output"  # traced_launch.WAIT
 EXIT = "exit: after the launcher's last line (interpreter shutdown)"
 REST = "everything else (the launcher's other lines, output, the lock)"
 PACKAGE_ALIASES = {"markdown_it": "rich", "mdurl": "rich", "pygments": "rich", "shellingham": "typer",
@@ -94,9 +96,25 @@ def parts_of(trace: dict[str, Any]) -> dict[str, float]:
     for call in trace["calls"]:
         label = f"`{call_label(call['argv'])}` (subprocess)"
         parts[label] = parts.get(label, 0.0) + (call["end"] - call["start"]) * 1000
+    hidden = hidden_behind_export(trace)
+    if hidden:
+        parts[HIDDEN] = -hidden
     parts[EXIT] = wall - trace["end"] * 1000
     parts[REST] = wall - sum(parts.values())
     return parts
+
+
+def hidden_behind_export(trace: dict[str, Any]) -> float:
+    """ms of the launcher's own work (rows above) done while `infisical export` ran: from the
+    export's start to the launcher's first wait for its output."""
+    waits = [span[0] for span in trace["probes"].get(WAIT, {}).get("spans", [])]
+    hidden = 0.0
+    for call in trace["calls"]:
+        if call_label(call["argv"]) != "infisical export":
+            continue
+        began = min((w for w in waits if call["start"] <= w <= call["end"]), default=call["start"])
+        hidden += (began - call["start"]) * 1000
+    return hidden
 
 
 def lazy_imports(trace: dict[str, Any]) -> dict[str, float]:
@@ -112,8 +130,8 @@ def lazy_imports(trace: dict[str, Any]) -> dict[str, float]:
 def breakdown(traces: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over traced runs: wall, each part, the launcher's own time, the probes' times."""
     runs = [parts_of(t) for t in traces]
-    labels = [label for label in dict.fromkeys(label for r in runs for label in r) if label not in (EXIT, REST)]
-    labels += [EXIT, REST]
+    labels = [label for label in dict.fromkeys(label for r in runs for label in r) if label not in (EXIT, REST, HIDDEN)]
+    labels += [HIDDEN, EXIT, REST] if any(HIDDEN in r for r in runs) else [EXIT, REST]
     lazy = [lazy_imports(t) for t in traces]
     probes = {label: {"where": traces[0]["probes"][label]["where"],
                       "ms": median([t["probes"][label]["ms"] for t in traces]),
