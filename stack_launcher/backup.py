@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 from . import __version__, compose, engine
 from .envfile import TEMP_MARK, backup_copy, quote, with_keys, write_private

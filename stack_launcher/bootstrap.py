@@ -7,6 +7,8 @@ fail while their secrets still sit inside Infisical. Health comes from compose's
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from . import compose, engine
 from .errors import DOCKER_UNAVAILABLE, LauncherError
 from .masking import Masker
@@ -27,16 +29,15 @@ def target(settings: Settings) -> compose.Target:
                           (settings.infisical_compose_file,), (settings.env_file,))
 
 
-def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float) -> str | None:
-    """Bring the local Infisical up and wait until healthy; the reason it failed, or None."""
+def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float,
+              before_start: Callable[[], None] | None = None) -> str | None:
+    """Bring the local Infisical up and wait until healthy; the reason it failed, or None.
+    `before_start` is called when it was not running (something asked it too early)."""
     if is_running(settings):
         out.detail(f"Local Infisical ({settings.infisical_project_name}) is already healthy.")
         return None  # one `docker ps` (~50 ms) instead of `up --wait` (~600 ms) on every launch
-    return start(settings, out, masker, timeout)
-
-
-def start(settings: Settings, out: Output, masker: Masker, timeout: float) -> str | None:
-    """Pull what is missing, `up -d --wait`; the reason it is not healthy, or None."""
+    if before_start is not None:
+        before_start()
     local = target(settings)
     env = compose.compose_env(settings.shell, ())
     # Pull first, without the health limit: a first start may download for minutes, and a

@@ -438,12 +438,16 @@ def _finish(run, out: Output) -> None:
     -> one line, exit 6; Ctrl-C -> 130, SIGTERM -> 143, SIGHUP -> 129; anything else -> one
     line asking for a report, exit 70. A traceback only with --verbose, never with locals
     (they may hold secret values)."""
-    from .process import Terminated, install_signal_handlers
+    from .process import Terminated, install_signal_handlers, stop_all
 
     install_signal_handlers()
     error = None
     try:
-        code = run()
+        try:
+            code = run()
+        except BaseException as exc:
+            stop_all(exc)  # a child started early and not collected yet must not outlive the run
+            raise
     except LauncherError as exc:
         out.error(error := exc.message)
         if exc.hint:

@@ -277,9 +277,10 @@ def parse_export(stdout: str, request: Request, allow_empty: bool = False) -> Ex
         raise Unavailable("`infisical export` returned JSON that is not a list of secrets")
     secrets: dict[str, Secret] = {}
     warnings: list[str] = []
-    # json.loads makes a lone surrogate only from a `\uD800`-`\uDFFF` escape (stdout itself was
-    # decoded with replacement), so without one no value needs the check.
-    surrogates_possible = "\\ud" in stdout or "\\uD" in stdout
+    # json.loads makes a lone surrogate only from a `\uD800`-`\uDFFF` escape, or keeps one
+    # that `stdout` already held (process.py decodes with replacement, so not from the CLI):
+    # without either, no value needs the check.
+    surrogates_possible = "\\ud" in stdout or "\\uD" in stdout or not stdout.isascii()
     for index, item in enumerate(data):
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("value"), str):
             raise Unavailable(f"`infisical export` returned an entry without a string key and value (item {index})")

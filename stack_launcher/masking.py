@@ -75,7 +75,6 @@ class Masker:
         # A run adds the same values more than once (the last export, then the fresh one that
         # mostly repeats it): each is worked out once.
         fresh = {v for v in values if len(v) >= MIN_LENGTH} - self._added
-        self._added |= fresh
         for value in {form for v in fresh for form in printed_forms(v)}:
             if len(value) < MIN_LENGTH:
                 continue
@@ -85,6 +84,7 @@ class Masker:
                 changed.add(value[:MIN_LENGTH])
                 if "\n" in value:
                     multiline.append(value)
+        self._added |= fresh  # only once every form of them is in the table
         for prefix in changed:
             self._by_prefix[prefix].sort(key=len, reverse=True)  # longest first: no half-masks
         if multiline:

@@ -42,7 +42,7 @@ def seed_masker(settings: Settings, classes: keys.Classes, previous: dict | None
     """Every value this run knows before it reads any subprocess's output: `.env`'s secrets,
     the last good export (`previous`, when the caller has read it already), and the CLI's
     credentials; added to `masker` when given."""
-    masker = masker or Masker()
+    masker = Masker() if masker is None else masker
     masker.add(keys.mask_values(settings, classes))
     previous = read_exported(settings.output) if previous is None else previous
     masker.add(s.reveal() for s in previous.values())
@@ -103,19 +103,26 @@ def _obtain(settings: Settings, out: Output, masker: Masker, max_stale: timedelt
     seed_masker(settings, classes, previous, masker)
 
     unreachable = None
+    ask_again = False
     if bootstrap.applies(settings):
-        if not start_infisical:
+        if start_infisical:
+            started = []
+
+            def too_early() -> None:  # the early export asked a server that was not up: ask once it is
+                started.append(True)
+                if pending is not None:
+                    pending.cancel()
+
+            unreachable = bootstrap.ensure_up(settings, out, masker, start_timeout, before_start=too_early)
+            if started:
+                pending = None
+            # It may have become healthy just after the early export asked it.
+            ask_again = pending is not None
+        else:
             running = bootstrap.is_running(settings)
             out.info(f"Local Infisical ({settings.infisical_project_name}): "
                      f"{'running' if running else 'not running (nothing is started)'}.")
-        elif bootstrap.is_running(settings):
-            out.detail(f"Local Infisical ({settings.infisical_project_name}) is already healthy.")
-        else:
-            if pending is not None:  # it asked a server that was not up yet: ask again once it is
-                pending.cancel()
-                pending = None
-            unreachable = bootstrap.start(settings, out, masker, start_timeout)
-    return obtain(settings, masker, max_stale, unreachable, pending), previous
+    return obtain(settings, masker, max_stale, unreachable, pending, ask_again), previous
 
 
 def record_secrets(out: Output, settings: Settings, prepared, command: str, dry_run: bool = False) -> None:

@@ -86,8 +86,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _forward(proc: subprocess.Popen, signum: int) -> None:
-    """Pass our signal on to the child's group, wait up to GRACE s, then kill the group."""
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
     try:
         if POSIX:
             os.killpg(proc.pid, signum)
@@ -95,6 +94,11 @@ def _forward(proc: subprocess.Popen, signum: int) -> None:
             proc.send_signal(getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM))
     except (OSError, ValueError):
         pass
+
+
+def _forward(proc: subprocess.Popen, signum: int) -> None:
+    """Pass our signal on to the child's group, wait up to GRACE s, then kill the group."""
+    _signal_group(proc, signum)
     try:
         proc.wait(timeout=GRACE)
     except subprocess.TimeoutExpired:
@@ -110,26 +114,25 @@ def _signal_number(exc: BaseException) -> int:
 
 class Running:
     """A child started by `start_captured`, its output not read yet: the caller works on while
-    it runs, then takes `result()`, or `stop()`s it if the work fails."""
+    it runs, then takes `result()`, or `stop()`s it if the work fails. Until then it is in
+    `_live`, so that `stop_all` reaches it whatever frame a signal lands in."""
 
     def __init__(self, proc: subprocess.Popen, timeout: float, stdin_bytes: bytes | None) -> None:
         self._proc = proc
-        self._deadline = time.monotonic() + timeout
         self._timeout = timeout
         self._stdin = stdin_bytes
+        self._stopped = False
 
     def result(self) -> Result:
-        """Wait for the end (the timeout counts from the start) and capture both streams
-        (raises Timeout)."""
+        """Wait for the end and capture both streams (raises Timeout). The timeout counts
+        from this call: a child started early has had longer, never less."""
+        if self._stopped:
+            raise RuntimeError("result() of a child that was stopped")
         proc = self._proc
         try:
-            out, err = proc.communicate(input=self._stdin, timeout=max(0.0, self._deadline - time.monotonic()))
+            out, err = proc.communicate(input=self._stdin, timeout=self._timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            try:
-                proc.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+            self.stop()
             raise Timeout(self._timeout) from None
         except BaseException as exc:
             self.stop(exc)
@@ -137,23 +140,53 @@ class Running:
         finally:
             if proc.poll() is None:
                 _kill_group(proc)
+        _live.discard(self)
         return Result(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     def stop(self, cause: BaseException | None = None) -> None:
-        """End it without its result: a signal that reached us is passed on (with GRACE),
-        anything else kills the group; then its pipes are closed."""
-        proc = self._proc
-        if proc.poll() is None:
-            if isinstance(cause, (KeyboardInterrupt, Terminated)):
-                _forward(proc, _signal_number(cause))
-            else:
-                _kill_group(proc)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
+        """End it without its result. A signal that reached us goes to every child still
+        running (`stop_all`); anything else kills this one's group."""
+        if isinstance(cause, (KeyboardInterrupt, Terminated)):
+            stop_all(cause)
+        else:
+            _end([self], None)
+
+
+_live: set[Running] = set()
+
+
+def stop_all(cause: BaseException | None = None) -> None:
+    """End every child started by `start_captured` and not collected: the run is stopping."""
+    _end(list(_live), _signal_number(cause) if isinstance(cause, (KeyboardInterrupt, Terminated)) else None)
+
+
+def _end(children: list[Running], signum: int | None) -> None:
+    """Close our ends of their pipes first (their output is not wanted: a child blocked on a
+    full pipe must not hold up the grace period), pass the signal to every group at once,
+    give them GRACE s together, then kill what is left and reap it."""
+    for child in children:
+        child._stopped = True
+        _live.discard(child)
+        for stream in (child._proc.stdin, child._proc.stdout, child._proc.stderr):
             if stream is not None:
                 try:
                     stream.close()
                 except OSError:
                     pass
+    running = [c._proc for c in children if c._proc.poll() is None]
+    if signum is not None and running:
+        for proc in running:
+            _signal_group(proc, signum)
+        deadline = time.monotonic() + GRACE
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            except BaseException:  # a second Ctrl-C while waiting: stop waiting
+                break
+    for proc in running:
+        _kill_group(proc)  # even when the leader is gone: what it started may still hold the group
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -166,11 +199,12 @@ def start_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, 
 
     `stdin_bytes`: what the child reads on stdin (values that must not be in argv);
     without it stdin is closed."""
-    proc = subprocess.Popen(
+    running = Running(subprocess.Popen(
         list(argv), stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env), cwd=cwd, **_group_kwargs(),
-    )
-    return Running(proc, timeout, stdin_bytes)
+    ), timeout, stdin_bytes)
+    _live.add(running)  # in the same frame as Popen: no frame between where a signal could lose it
+    return running
 
 
 def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None,

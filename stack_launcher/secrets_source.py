@@ -86,9 +86,10 @@ def start_early(settings: Settings, masker: Masker) -> infisical_source.PendingE
 
 
 def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable: str | None = None,
-           pending: infisical_source.PendingExport | None = None) -> Obtained:
+           pending: infisical_source.PendingExport | None = None, ask_again: bool = False) -> Obtained:
     """`unreachable`: a reason known before asking (the local Infisical did not start).
-    `pending`: the export `start_early` began, if any."""
+    `pending`: the export `start_early` began, if any; `ask_again`: if it failed, ask once
+    more (it began before the local Infisical was known to be healthy)."""
     if settings.mode is SecretsMode.skip:
         return Obtained(DOTENV_ONLY, reason="--skip-infisical")
     request = request_for(settings)
@@ -103,7 +104,7 @@ def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable
             if pending is not None:
                 pending.cancel()
             raise infisical_source.Unavailable(unreachable)
-        export = (pending or infisical_source.start_export(request, settings.shell, masker)).collect()
+        export = _export(request, settings, masker, pending, ask_again)
     except infisical_source.Unavailable as exc:
         reason = str(exc)
         if settings.mode is SecretsMode.require:
@@ -113,6 +114,17 @@ def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable
             return Obtained(LAST_GOOD, secrets, reason=f"{reason}; using the last good export, {note}")
         return Obtained(DOTENV_ONLY, reason=f"{reason}; {note}" if settings.output.exists() else reason)
     return Obtained(FRESH, export.secrets, warnings=tuple(export.warnings))
+
+
+def _export(request: infisical_source.Request, settings: Settings, masker: Masker,
+            pending: infisical_source.PendingExport | None, ask_again: bool) -> infisical_source.Export:
+    if pending is not None:
+        try:
+            return pending.collect()
+        except infisical_source.Unavailable:
+            if not ask_again:
+                raise
+    return infisical_source.start_export(request, settings.shell, masker).collect()
 
 
 @dataclass(frozen=True)
