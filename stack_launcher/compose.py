@@ -135,6 +135,13 @@ class Outcome:
         return found
 
 
+def progress_unsupported(outcome: "Outcome") -> bool:
+    """Did compose refuse `--progress json`? Compose before 2.29 knows the flag but not the
+    value, and says so before it touches anything (docker/compose cmd/compose/compose.go:
+    `unsupported --progress value %q`), so the same command in plain mode is safe to run."""
+    return any('unsupported --progress value "json"' in line for line in outcome.tail)
+
+
 def _no_docker() -> LauncherError:
     return LauncherError("Docker is not installed: the `docker` command is not on PATH", DOCKER_UNAVAILABLE,
                          "install Docker Engine (Linux) or Docker Desktop, with Compose v2")

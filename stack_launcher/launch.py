@@ -52,6 +52,10 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     try:
         with showing(out, view):
             outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir, sink=view)
+        if view is not None and outcome.code != 0 and compose.progress_unsupported(outcome):
+            out.detail("This Compose has no --progress json (before 2.29): plain progress instead.")
+            argv = prepared.target.up()
+            outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
     except LauncherError:
         if summarize:
             summary(out, settings, prepared, before, used)

@@ -166,3 +166,17 @@ def test_compose_still_emits_the_events_the_recordings_hold(tmp_path):
         screen_then, _, _ = replay(EVENTS / f"{name}.jsonl", tmp_path)
         assert [row(screen_now, s).split()[:3] for s in ("web", "db", "worker")] == \
                [row(screen_then, s).split()[:3] for s in ("web", "db", "worker")]
+
+
+def test_a_compose_without_json_progress_is_recognised_by_its_own_words(tmp_path):
+    """Compose before 2.29 refuses `--progress json` as 2.40 refuses any unknown mode: the
+    launcher then runs the same `up` in plain mode. The words are compose's own, asked now."""
+    import subprocess
+
+    if not __import__("shutil").which("docker"):
+        pytest.skip("no docker CLI")
+    said = subprocess.run(["docker", "compose", "--progress", "json-but-unknown", "ls"], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    wording = (said.stdout + said.stderr).strip().replace('"json-but-unknown"', '"json"')
+    assert compose.progress_unsupported(compose.Outcome(1, (wording,))), wording
+    assert not compose.progress_unsupported(compose.Outcome(1, ("container liveview-db-1 is unhealthy",)))
