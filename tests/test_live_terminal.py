@@ -12,7 +12,7 @@ import time
 import pytest
 
 from support.processes import LAUNCHER
-from test_launch import TRICKY, project  # noqa: F401 (fixture)
+from test_launch import TRICKY, launch, project  # noqa: F401 (fixture)
 
 LIVE_HEADER = ("service", "state", "action", "progress")  # the live view's columns, in a row
 
@@ -26,9 +26,9 @@ def run_in_tmux(project, tmp_path, *args: str, every: float = 0.05) -> tuple[str
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     done = tmp_path / f"done-{time.monotonic_ns()}"
     command = (f"cd {shlex.quote(str(project.dir))} && env -i {exports} {shlex.quote(sys.executable)} "
-               f"{shlex.quote(str(LAUNCHER))} -p {project.name} {' '.join(map(shlex.quote, args))}; "
+               f"{shlex.quote(str(LAUNCHER))} {' '.join(map(shlex.quote, args))} -p {project.name}; "
                f"echo $? > {done}; sleep 60")
-    tmux = ["tmux", "-S", str(tmp_path / "tmux.sock")]
+    tmux = ["tmux", "-S", str(tmp_path / f"tmux-{done.name}.sock")]
     subprocess.run([*tmux, "new-session", "-d", "-x", "200", "-y", "60", "-s", "t", command], check=True,
                    stdin=subprocess.DEVNULL)
 
@@ -88,3 +88,16 @@ def test_a_value_compose_quotes_in_its_error_never_reaches_the_screen(project, t
     assert code not in ("0", "timeout"), final
     assert "invalid hostPort: ***" in final and "Traceback" not in final, final
     assert_no_value_on(screens, [*TRICKY.values(), "s3cr3t-port-value"])
+
+
+def test_doctor_on_a_terminal_is_a_coloured_table_with_one_verdict(project, tmp_path):
+    plain = launch(project, "doctor")
+    code, screens = run_in_tmux(project, tmp_path, "doctor")
+    final = screens[-1]
+    assert code == str(plain.returncode), final
+    assert any(line.replace("┃", " ").split() == ["status", "check", "found"] for line in final.splitlines()), final
+    verdicts = [line for line in final.splitlines() if line.startswith(("Ready to launch", "Not ready to launch"))]
+    assert len(verdicts) == 1, final
+    failed = [line.split()[1] for line in plain.stdout.splitlines() if line.startswith("FAIL")]
+    assert all(name in verdicts[0] for name in failed), (verdicts, failed)
+    assert_no_value_on(screens, TRICKY.values())
