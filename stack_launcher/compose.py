@@ -173,7 +173,8 @@ class EventSink(Protocol):
 # dry-run; an error the command ends with is {"error": true, "message": ...}. Which of text
 # and status holds the word varies: v2.40 puts a container's "Creating" in status and a
 # pull's "Pulling" in text (with the daemon's message in status on "Error"); see
-# tests/support/events/ for real streams.
+# tests/support/events/ for real streams. Compose's own log lines (warnings) are JSON too in
+# this mode (logrus' JSONFormatter: {"level": "warning", "msg": ..., "time": ...}).
 EVENT_FIELDS = ("id", "parent_id", "text", "status", "message", "details")
 
 
@@ -199,6 +200,8 @@ def event_text(event: Mapping[str, Any]) -> str:
     failure diagnosis below reads both modes alike."""
     if event.get("error"):
         return str(event.get("message", ""))
+    if "msg" in event:  # a log line: in json mode compose's logger writes JSON too
+        return f"{event.get('level', 'info')}: {event['msg']}"
     words = [str(event.get(k) or "") for k in ("id", "text", "status")]
     return " " + " ".join(w for w in words if w)
 

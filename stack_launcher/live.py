@@ -102,6 +102,8 @@ class ServicesView:
             self._take(event)
         if event.get("error"):
             self.line(str(event.get("message", "")))
+        elif "msg" in event:  # compose's warnings, as it logs them in json mode
+            self.line(f"{event.get('level', 'info')}: {event['msg']}")
 
     def _take(self, event: dict[str, Any]) -> None:
         if event.get("error"):
@@ -119,6 +121,8 @@ class ServicesView:
         if parent:  # a layer of a service's image being pulled
             self._layer(self.row(str(parent)), str(event.get("id", "")), text or status, event)
             return
+        if not event.get("id"):
+            return  # a log line or a tail message: printed, not a row
         kind, name = service_of(str(event.get("id", "")), self.project)
         if kind not in ("container", "service") or not name:
             return  # networks, volumes: not what a user waits for
@@ -160,6 +164,8 @@ class ServicesView:
         from rich.table import Table
         from rich.text import Text
 
+        if not self.rows:
+            return Text("")  # nothing yet (or compose failed first): no empty header left behind
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
         for column in ("service", "state", "action", "progress"):
             table.add_column(column)

@@ -121,6 +121,14 @@ def test_while_live_a_failure_prints_compose_s_error_without_freezing_the_view(t
     assert "failed" in row(screen, "db") and "healthy" in row(screen, "web"), screen
 
 
+def test_compose_s_warnings_json_logged_in_this_mode_are_still_shown(tmp_path):
+    screen, view, outcome = replay(EVENTS / "warning.jsonl", tmp_path)
+    assert 'warning: The "LIVEVIEW_UNSET_VARIABLE" variable is not set' in screen, screen
+    assert "recreated" in row(screen, "worker") and "unchanged" in row(screen, "web")
+    assert len(view.rows) == 3 and not view.failed
+    assert any(line.startswith("warning: The") for line in outcome.tail)  # diagnosis reads it too
+
+
 def test_a_line_that_is_not_an_event_is_relayed_masked_and_the_view_goes_on(tmp_path):
     stream = tmp_path / "mixed.jsonl"
     lines = (EVENTS / "unchanged.jsonl").read_text().splitlines(keepends=True)

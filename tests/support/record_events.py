@@ -95,6 +95,10 @@ def scenarios(scratch: Scratch, registry: TinyRegistry | None):
     model["services"]["web"]["ports"] = ["${PORT_SECRET}:80"]  # compose quotes the value it rejects
     scratch.write(model, ROTATED)
     yield "quoted_value", *scratch.up()
+    model = stack(pulled)
+    model["services"]["worker"]["environment"] = {"UNSET": "${LIVEVIEW_UNSET_VARIABLE}"}  # compose warns
+    scratch.write(model, ROTATED)
+    yield "warning", *scratch.up()
 
 
 def record(into: Path = EVENTS, pull: bool = True, only: int | None = None, project: str = PROJECT) -> list[str]:
