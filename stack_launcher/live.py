@@ -155,7 +155,7 @@ class ServicesView:
     def line(self, text: str) -> None:
         """A line of compose's output that is not an event (already masked): above the view."""
         if self.console is not None and text.strip():
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     # -- drawing ----------------------------------------------------------------------------
 
@@ -244,7 +244,7 @@ class WaitView:
 
     def line(self, text: str) -> None:
         if self.verbose and self.console is not None and text.strip():
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def describe(self) -> str:
         elapsed = int(time.monotonic() - self.started)

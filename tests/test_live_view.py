@@ -30,7 +30,7 @@ def console():
 
 
 def replay(stream: Path, tmp_path: Path, causes=None, lines: int | None = None, project: str = "liveview",
-           live_view: bool = False):
+           live_view: bool = False, secrets=SECRETS):
     """Run the recorded stream (its first `lines` lines) through compose.run into a view;
     (screen text, view, outcome). `live_view`: drawn by rich's Live as `up` draws it."""
     text = stream.read_text()
@@ -45,9 +45,9 @@ def replay(stream: Path, tmp_path: Path, causes=None, lines: int | None = None, 
     if live_view:
         out._console = screen
         with live.showing(out, view):
-            outcome = compose.run(argv, {}, Masker(SECRETS), out, tmp_path, sink=view)
+            outcome = compose.run(argv, {}, Masker(secrets), out, tmp_path, sink=view)
     else:
-        outcome = compose.run(argv, {}, Masker(SECRETS), out, tmp_path, sink=view)
+        outcome = compose.run(argv, {}, Masker(secrets), out, tmp_path, sink=view)
         screen.print(view)
     return screen.export_text(), view, outcome
 
@@ -119,6 +119,23 @@ def test_while_live_a_failure_prints_compose_s_error_without_freezing_the_view(t
     screen, view, _ = result[0]
     assert "container liveview-db-1 is unhealthy" in screen
     assert "failed" in row(screen, "db") and "healthy" in row(screen, "web"), screen
+
+
+def test_a_missing_variable_is_named_as_in_plain_mode(tmp_path):
+    screen, view, outcome = replay(EVENTS / "missing_variable.jsonl", tmp_path)
+    assert "required variable LIVEVIEW_NEEDED is missing a value" in screen and view.failed
+    assert outcome.missing_variables() == ["LIVEVIEW_NEEDED"]
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["masked", "cut-off-even-when-unknown"])
+def test_an_env_file_compose_cannot_read_shows_the_line_never_the_value(tmp_path, known):
+    value = FAKE_SECRETS["DB_PASSWORD"]
+    assert value in (EVENTS / "bad_env_file.jsonl").read_text()
+    screen, view, outcome = replay(EVENTS / "bad_env_file.jsonl", tmp_path, secrets=SECRETS if known else ())
+    assert "unterminated quoted value" in screen and value not in screen, screen
+    with pytest.raises(compose.LauncherError) as raised:
+        compose.diagnose(outcome)
+    assert raised.value.exit_code == 6 and "line 3" in raised.value.message and value not in raised.value.message
 
 
 def test_compose_s_warnings_json_logged_in_this_mode_are_still_shown(tmp_path):

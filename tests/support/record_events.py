@@ -99,6 +99,14 @@ def scenarios(scratch: Scratch, registry: TinyRegistry | None):
     model["services"]["worker"]["environment"] = {"UNSET": "${LIVEVIEW_UNSET_VARIABLE}"}  # compose warns
     scratch.write(model, ROTATED)
     yield "warning", *scratch.up()
+    model = stack(pulled)
+    model["services"]["worker"]["environment"] = {"NEEDED": "${LIVEVIEW_NEEDED:?LIVEVIEW_NEEDED is not set}"}
+    scratch.write(model, ROTATED)
+    yield "missing_variable", *scratch.up()
+    scratch.write(stack(pulled), ROTATED)
+    # An unterminated quote: compose's error quotes the rest of the line, value included.
+    scratch.env_file.write_text(f"WEB_TOKEN={ROTATED['WEB_TOKEN']}\nDB_PASSWORD=\"{ROTATED['DB_PASSWORD']}\n")
+    yield "bad_env_file", *scratch.up()
 
 
 def record(into: Path = EVENTS, pull: bool = True, only: int | None = None, project: str = PROJECT) -> list[str]:
