@@ -43,7 +43,8 @@ class Target:
     def up(self, progress: str = "plain") -> list[str]:
         """Start or update in the background. `progress`: "plain" (lines, off a terminal) or
         "json" (one event a line, for the live view); both are read line by line and masked.
-        `--progress` is a global flag of `docker compose` (before `up`), since Compose 2.x."""
+        `--progress` is a flag of `docker compose` itself, before `up` (Compose >= 2.19;
+        the json mode >= 2.29, see `progress_unsupported`)."""
         return self.args() + ["--progress", progress, "up", "-d"]
 
     def up_wait(self, timeout: float, progress: str = "plain") -> list[str]:
@@ -175,13 +176,12 @@ class EventSink(Protocol):
 # pull's "Pulling" in text (with the daemon's message in status on "Error"); see
 # tests/support/events/ for real streams. Compose's own log lines (warnings) are JSON too in
 # this mode (logrus' JSONFormatter: {"level": "warning", "msg": ..., "time": ...}).
-EVENT_FIELDS = ("id", "parent_id", "text", "status", "message", "details")
 
 
 def decode_event(line: str, masker: Masker) -> dict[str, Any] | None:
     """A line of `--progress json` output as an event, every string masked again and a
     rejected value cut off once decoded (JSON escapes hide a value from a text match);
-    None when the line is not an event (a warning compose prints as text)."""
+    None when the line is not one (text printed outside the event stream, or broken JSON)."""
     import json
 
     if not line.lstrip().startswith("{"):

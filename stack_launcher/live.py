@@ -104,6 +104,8 @@ class ServicesView:
             self.line(str(event.get("message", "")))
         elif "msg" in event:  # compose's warnings, as it logs them in json mode
             self.line(f"{event.get('level', 'info')}: {event['msg']}")
+        elif event.get("tail") and event.get("text"):  # a closing message compose addresses to the user
+            self.line(str(event["text"]))
 
     def _take(self, event: dict[str, Any]) -> None:
         if event.get("error"):
