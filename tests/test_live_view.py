@@ -174,10 +174,16 @@ def test_the_summary_after_the_view_gives_each_url(tmp_path):
 
 
 @pytest.mark.engine
-def test_compose_still_emits_the_events_the_recordings_hold(tmp_path):
-    """Recorded live now: a new compose that renames a field or a state word fails here."""
+@pytest.mark.parametrize("cli", ["docker", "/usr/bin/docker"])
+def test_compose_still_emits_the_events_the_recordings_hold(tmp_path, cli):
+    """Recorded live now: a new compose that renames a field or a state word fails here.
+    Also through Debian 12's docker CLI (20.10), which runs the same compose plugin."""
+    import shutil
+
+    if not shutil.which(cli):
+        pytest.skip(f"{cli} is not installed")
     project = f"liveview-{tmp_path.name}".lower().replace("_", "-")
-    record(tmp_path, pull=False, only=2, project=project)
+    record(tmp_path, pull=False, only=2, project=project, cli=cli)
     for name in ("first_start", "unchanged"):
         now = [json.loads(line.replace(project, "liveview"))
                for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]

@@ -54,8 +54,9 @@ def keep_summary_fields(row: dict) -> dict:
 class Scratch:
     """A compose project in a temp dir, run the way the launcher runs it."""
 
-    def __init__(self, root: Path, project: str = PROJECT) -> None:
+    def __init__(self, root: Path, project: str = PROJECT, cli: str = "docker") -> None:
         self.root = root
+        self.cli = cli  # which docker CLI runs the compose plugin (Debian's 20.10 is another binary)
         self.file = root / "docker-compose.yml"
         self.env_file = root / ".env"
         self.target = compose.Target(root, project, (self.file,), (self.env_file,))
@@ -66,7 +67,7 @@ class Scratch:
 
     def up(self, wait: bool = False, services: tuple[str, ...] = ()) -> tuple[int, str, str]:
         argv = self.target.up_wait(20, progress="json") if wait else self.target.up(progress="json")
-        done = subprocess.run(argv + list(services), capture_output=True, text=True, cwd=self.root)
+        done = subprocess.run([self.cli, *argv[1:], *services], capture_output=True, text=True, cwd=self.root)
         ps = subprocess.run(self.target.ps_json(), capture_output=True, text=True, cwd=self.root)
         return done.returncode, done.stderr, "".join(json.dumps(keep_summary_fields(json.loads(line))) + "\n"
                                                     for line in ps.stdout.splitlines() if line.strip())
@@ -109,12 +110,13 @@ def scenarios(scratch: Scratch, registry: TinyRegistry | None):
     yield "bad_env_file", *scratch.up()
 
 
-def record(into: Path = EVENTS, pull: bool = True, only: int | None = None, project: str = PROJECT) -> list[str]:
+def record(into: Path = EVENTS, pull: bool = True, only: int | None = None, project: str = PROJECT,
+           cli: str = "docker") -> list[str]:
     """Record the scenarios (the first `only` of them) into `into`; their names."""
     into.mkdir(parents=True, exist_ok=True)
     names = []
     with tempfile.TemporaryDirectory() as tmp:
-        scratch = Scratch(Path(tmp), project)
+        scratch = Scratch(Path(tmp), project, cli)
         registry = TinyRegistry(IMAGE, Path(tmp)) if pull else None
         try:
             if registry:
