@@ -47,10 +47,12 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
         warn_if_committable(settings, out)
     out.detail(f"$ {compose.display(argv)}")
     before = status.containers(prepared.target, prepared.env) if summarize else {}
-    from .live import showing  # no rich: `showing(out, None)` does nothing
+    import contextlib
 
+    if view is not None:
+        from .live import showing
     try:
-        with showing(out, view):
+        with showing(out, view) if view is not None else contextlib.nullcontext():
             outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir, sink=view)
         if view is not None and outcome.code != 0 and compose.progress_unsupported(outcome):
             out.detail("This Compose has no --progress json (before 2.29): plain progress instead.")
