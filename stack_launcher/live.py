@@ -116,7 +116,7 @@ class ServicesView:
                 _, name = service_of(f"Container {m.group(1)}", self.project)
                 if name in self.rows:
                     row = self.rows[name]
-                    row.state, row.reason = "failed", m.group(2)
+                    row.state, row.reason = "failed", m.group(2).removeprefix("is ")
             return
         text, status = str(event.get("text") or ""), str(event.get("status") or "")
         parent = event.get("parent_id")

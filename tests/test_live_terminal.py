@@ -101,3 +101,20 @@ def test_doctor_on_a_terminal_is_a_coloured_table_with_one_verdict(project, tmp_
     failed = [line.split()[1] for line in plain.stdout.splitlines() if line.startswith("FAIL")]
     assert all(name in verdicts[0] for name in failed), (verdicts, failed)
     assert_no_value_on(screens, TRICKY.values())
+
+
+def test_a_dependency_that_never_gets_healthy_leaves_its_failed_row_and_one_error_line(project, tmp_path):
+    project.write_compose({
+        "db": {"profiles": ["cpu"], "environment": {"DB_PASSWORD": "${DB_PASSWORD:?x}"},
+               "healthcheck": {"test": ["CMD", "false"], "interval": "1s", "retries": 2}},
+        "api": {"profiles": ["cpu"], "depends_on": {"db": {"condition": "service_healthy"}}},
+    })
+    code, screens = run_in_tmux(project, tmp_path)
+    final = screens[-1]
+    assert code not in ("0", "timeout"), final
+    assert shows_live_view(final), final  # after a failure the rows stay
+    db = next(line for line in final.splitlines() if line.split()[:1] == ["db"])
+    assert "failed" in db and "unhealthy" in db, final
+    assert len([line for line in final.splitlines() if line.startswith("error: ")]) == 1, final
+    assert "Traceback" not in final
+    assert_no_value_on(screens, TRICKY.values())
