@@ -56,12 +56,23 @@ def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float,
             error = compose.pull_error(*failure, compose.image_of(local, failure[0], env))
             return f"{error.message} ({error.hint})"
         return f"`docker compose pull` for the local Infisical failed: {(pulled.tail or ('no message',))[-1]}"
-    argv = local.up_wait(timeout)
+    title = f"Starting the local Infisical ({settings.infisical_project_name}), waiting until healthy..."
+    view = None
+    if out.fancy and out.report is None:
+        # On a terminal the spinner says how long, and each container's health, from
+        # compose's events; elsewhere the command and the lines stay what they were.
+        from .live import WaitView, waiting
+
+        view = WaitView(title, settings.infisical_project_name, out.verbose)
+    argv = local.up_wait(timeout, progress="json" if view else "plain")
     out.detail(f"$ {compose.display(argv)}")
-    status = out.status(f"Starting the local Infisical ({settings.infisical_project_name}), waiting until healthy...")
-    with status:
+    with waiting(out, view) if view else out.status(title):
         try:
-            outcome = compose.run(argv, env, masker, out, settings.project_dir, timeout=timeout + 30, quiet=True)
+            outcome = compose.run(argv, env, masker, out, settings.project_dir, timeout=timeout + 30, quiet=True,
+                                  sink=view)
+            if view is not None and outcome.code != 0 and compose.progress_unsupported(outcome):
+                outcome = compose.run(local.up_wait(timeout), env, masker, out, settings.project_dir,
+                                      timeout=timeout + 30, quiet=True)  # Compose < 2.29: no events, same wait
         except Timeout:
             return f"the local Infisical was not healthy within {timeout:g} s"
         except LauncherError as exc:

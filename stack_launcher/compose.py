@@ -9,7 +9,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from .errors import BAD_CONFIG, DOCKER_UNAVAILABLE, FAILED, LauncherError
 from .masking import Masker
@@ -40,13 +40,16 @@ class Target:
             argv += ["--profile", profile]
         return argv
 
-    def up(self) -> list[str]:
-        """Start or update in the background; plain progress, so every line can be masked."""
-        return self.args() + ["--progress", "plain", "up", "-d"]
+    def up(self, progress: str = "plain") -> list[str]:
+        """Start or update in the background. `progress`: "plain" (lines, off a terminal) or
+        "json" (one event a line, for the live view); both are read line by line and masked.
+        `--progress` is a flag of `docker compose` itself, before `up` (Compose >= 2.19;
+        the json mode >= 2.29, see `progress_unsupported`)."""
+        return self.args() + ["--progress", progress, "up", "-d"]
 
-    def up_wait(self, timeout: float) -> list[str]:
+    def up_wait(self, timeout: float, progress: str = "plain") -> list[str]:
         """Start and wait until healthy (Compose >= 2.17 for --wait-timeout)."""
-        return self.up() + ["--wait", "--wait-timeout", str(max(1, int(timeout)))]
+        return self.up(progress) + ["--wait", "--wait-timeout", str(max(1, int(timeout)))]
 
     def dry_run_up(self) -> list[str]:
         """Compose's own plan of `up -d`, one JSON event a line (>= 2.29); changes nothing."""
@@ -133,6 +136,13 @@ class Outcome:
         return found
 
 
+def progress_unsupported(outcome: "Outcome") -> bool:
+    """Did compose refuse `--progress json`? Compose before 2.29 knows the flag but not the
+    value, and says so before it touches anything (docker/compose cmd/compose/compose.go:
+    `unsupported --progress value %q`), so the same command in plain mode is safe to run."""
+    return any('unsupported --progress value "json"' in line for line in outcome.tail)
+
+
 def _no_docker() -> LauncherError:
     return LauncherError("Docker is not installed: the `docker` command is not on PATH", DOCKER_UNAVAILABLE,
                          "install Docker Engine (Linux) or Docker Desktop, with Compose v2")
@@ -150,18 +160,77 @@ def capture(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: flo
                             "check that the Docker engine answers (`docker info`)") from None
 
 
+class EventSink(Protocol):
+    """Where a `--progress json` run's output goes instead of the terminal (live.py)."""
+
+    def event(self, event: dict[str, Any]) -> None: ...
+
+    def line(self, text: str) -> None: ...
+
+
+# The `--progress json` events, one JSON object a line on stderr. Their fields are compose's
+# `jsonMessage` (docker/compose pkg/progress/json.go in v2.x, cmd/display/json.go from v5):
+# id, parent_id (a pulled layer's service), text, status, current, total, percent, tail,
+# dry-run; an error the command ends with is {"error": true, "message": ...}. Which of text
+# and status holds the word varies: v2.40 puts a container's "Creating" in status and a
+# pull's "Pulling" in text (with the daemon's message in status on "Error"); see
+# tests/support/events/ for real streams. Compose's own log lines (warnings) are JSON too in
+# this mode (logrus' JSONFormatter: {"level": "warning", "msg": ..., "time": ...}).
+
+
+def decode_event(line: str, masker: Masker) -> dict[str, Any] | None:
+    """A line of `--progress json` output as an event, every string masked again and a
+    rejected value cut off once decoded (JSON escapes hide a value from a text match);
+    None when the line is not one (text printed outside the event stream, or broken JSON)."""
+    import json
+
+    if not line.lstrip().startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    return {k: redact(masker.mask(v)) if isinstance(v, str) else v for k, v in event.items()}
+
+
+def event_text(event: Mapping[str, Any]) -> str:
+    """An event as compose's plain progress prints it (` ghost Error <message>`), so the
+    failure diagnosis below reads both modes alike."""
+    if event.get("error"):
+        return str(event.get("message", ""))
+    if "msg" in event:  # a log line: in json mode compose's logger writes JSON too
+        return f"{event.get('level', 'info')}: {event['msg']}"
+    words = [str(event.get(k) or "") for k in ("id", "text", "status")]
+    return " " + " ".join(w for w in words if w)
+
+
 def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output, cwd: Path,
-        timeout: float | None = None, quiet: bool = False) -> Outcome:
+        timeout: float | None = None, quiet: bool = False, sink: EventSink | None = None) -> Outcome:
     """Run a compose command, relaying its output line by line, masked (only with --verbose
-    when `quiet`). Raises process.Timeout."""
+    when `quiet`). With a `sink` (argv asks for `--progress json`), each event goes to it,
+    decoded and masked, and a line that is not an event is handed on as text: an
+    unparseable stream degrades to relayed lines, never to a crash. Raises process.Timeout."""
     tail: deque[str] = deque(maxlen=60)
     show = out.detail if quiet else out.relay
 
+    def take(line: str) -> None:
+        event = decode_event(line, masker) if sink is not None else None
+        if event is not None:
+            tail.append(event_text(event))
+            sink.event(event)
+            return
+        line = redact(line)
+        tail.append(line)
+        if sink is not None:
+            sink.line(line)
+        else:
+            show(line)
+
     def relay(chunk: str) -> None:
         for line in masker.feed(chunk):
-            line = redact(line)
-            tail.append(line)
-            show(line)
+            take(line)
 
     try:
         code = run_streamed(argv, env, relay, cwd=str(cwd), timeout=timeout)
@@ -169,9 +238,7 @@ def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output
         raise _no_docker() from None
     finally:
         for line in masker.flush():
-            line = redact(line)
-            tail.append(line)
-            show(line)
+            take(line)
     outcome = Outcome(code, tuple(tail))
     if code != 0:
         diagnose(outcome, argv[argv.index("-p") + 1] if "-p" in argv else "")

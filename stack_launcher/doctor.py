@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -719,7 +720,47 @@ def run_doctor(settings: Settings, out: Output, as_json: bool = False) -> int:
     catalog_broken = any(c.name == "env-example" and c.status == FAIL for c in checks)
     if as_json:
         out.result(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
+    elif out.fancy and sys.stdout.isatty():
+        show_table(checks)
     else:
         for line in render_text(checks):
             out.result(line)
     return BAD_CONFIG if catalog_broken else (OK if ok else FAILED)
+
+
+STYLES = {PASS: "green", FAIL: "bold red", WARN: "yellow", SKIP: "dim"}
+
+
+def verdict(checks: list[Check]) -> tuple[str, str]:
+    """One line that says whether a launch can go ahead, and its colour."""
+    counts = {status: sum(c.status == status for c in checks) for status in LABELS}
+    tally = (f"{len(checks)} checks: {counts[PASS]} passed, {counts[FAIL]} failed, "
+             f"{_plural(counts[WARN], 'warning')}, {counts[SKIP]} skipped")
+    failed = [c.name for c in checks if c.status == FAIL]
+    if failed:
+        return f"Not ready to launch: fix {', '.join(failed)} ({tally}).", "bold red"
+    if counts[WARN]:
+        return f"Ready to launch, with {_plural(counts[WARN], 'warning')} ({tally}).", "yellow"
+    return f"Ready to launch ({tally}).", "bold green"
+
+
+def show_table(checks: list[Check]) -> None:
+    """On a terminal: one coloured table (status, check, what was found and the fix) and
+    the verdict; stdout, like the plain lines. Text objects, not markup: a detail may hold
+    brackets."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="doctor", title_justify="left")
+    for column in ("status", "check", "found"):
+        table.add_column(column)
+    for check in checks:
+        found = Text(check.detail)
+        if check.fix and check.status != PASS:
+            found.append(f"\nfix: {check.fix}", style="italic")
+        table.add_row(Text(LABELS[check.status], style=STYLES[check.status]), check.name, found)
+    console = Console(highlight=False)
+    console.print(table)
+    line, style = verdict(checks)
+    console.print(Text(line, style=style))

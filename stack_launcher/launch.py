@@ -23,7 +23,16 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     if prepared.changes is not None:
         out.info(f"Changed since the last export: {prepared.changes.describe()}." if prepared.changes
                  else "No secret changed since the last export.")
-    argv = prepared.target.up()
+    # The live view only on a terminal, and not with --json (whose stderr stays as it was):
+    # elsewhere the argv, and every line, stay exactly what they were.
+    summarize = out.report is not None or out.fancy  # off a terminal, without --json: no extra compose call
+    used = used_variables(prepared) if summarize and not dry_run else {}
+    view = None
+    if out.fancy and out.report is None and not dry_run:
+        from .live import ServicesView
+
+        view = ServicesView(settings.project_name, causes(prepared, used))
+    argv = prepared.target.up(progress="json" if view else "plain")
     if dry_run:
         out.result("Dry run: nothing written, nothing started.")
         out.result("Env layers (later wins; the shell beats both):")
@@ -37,15 +46,23 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
         write_private(settings.output, prepared.export_text)
         warn_if_committable(settings, out)
     out.detail(f"$ {compose.display(argv)}")
-    summarize = out.report is not None or out.fancy  # off a terminal, without --json: no extra compose call
     before = status.containers(prepared.target, prepared.env) if summarize else {}
+    import contextlib
+
+    if view is not None:
+        from .live import showing
     try:
-        outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
+        with showing(out, view) if view is not None else contextlib.nullcontext():
+            outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir, sink=view)
+        if view is not None and outcome.code != 0 and compose.progress_unsupported(outcome):
+            out.detail("This Compose has no --progress json (before 2.29): plain progress instead.")
+            argv = prepared.target.up()
+            outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
     except LauncherError:
         if summarize:
-            summary(out, settings, prepared, before)
+            summary(out, settings, prepared, before, used)
         raise
-    services = summary(out, settings, prepared, before) if summarize else []
+    services = summary(out, settings, prepared, before, used) if summarize else []
     if outcome.code != 0:
         out.failure_lines(outcome.tail[-10:])
         pulled = compose.pull_failure("\n".join(outcome.tail))
@@ -72,14 +89,26 @@ def changed_keys(prepared) -> set[str]:
     return set(changes.added + changes.changed + changes.removed) if changes else set()
 
 
-def summary(out: Output, settings: Settings, prepared, before: dict) -> list[status.ServiceReport]:
+def used_variables(prepared) -> dict[str, set[str]]:
+    """Service -> the variables it interpolates; asked of compose (once a launch: the live
+    view and the summary share it) only when a key changed."""
+    return status.variables_used(prepared.target, prepared.env) if changed_keys(prepared) else {}
+
+
+def causes(prepared, used: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Service -> the changed keys it uses: why compose recreates it."""
+    keys = changed_keys(prepared)
+    return {name: sorted(names & keys) for name, names in used.items() if names & keys}
+
+
+def summary(out: Output, settings: Settings, prepared, before: dict,
+            used: dict[str, set[str]]) -> list[status.ServiceReport]:
     """Each service after `up`: what happened to it, its state, health and URLs; recorded for --json."""
     after = status.containers(prepared.target, prepared.env)
     variables = {**settings.dotenv, **settings.shell}
     services = status.after_up(before, after, settings.environment, variables)
     keys = changed_keys(prepared)
     if keys:
-        used = status.variables_used(prepared.target, prepared.env)
         for service in services:
             service.keys = sorted(used.get(service.name, set()) & keys)
     out.record(services=[s.as_dict() for s in services])

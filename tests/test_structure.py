@@ -64,6 +64,10 @@ def test_up_layers_env_files_in_order_and_keeps_progress_plain_for_masking():
     assert TARGET.up() == BASE + ["--progress", "plain", "up", "-d"]
 
 
+def test_on_a_terminal_up_asks_for_json_events_with_the_same_global_flag():
+    assert TARGET.up(progress="json") == BASE + ["--progress", "json", "up", "-d"]
+
+
 def test_the_local_infisical_waits_with_a_whole_number_of_seconds():
     infisical = compose.Target(Path("/p"), "localai-infisical", (Path("/p/infisical/docker-compose.yml"),),
                                (Path("/p/.env"),))
