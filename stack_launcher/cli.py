@@ -291,6 +291,7 @@ def doctor_cmd(
     project_dir: ProjectDir = None,
     env_file: EnvFile = ".env",
     output: Annotated[str, typer.Option("--output", help="The exported file.")] = ".env.infisical",
+    target: TargetOpt = DeployTarget.compose,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -305,7 +306,7 @@ def doctor_cmd(
                                         project_name=project_name, profile=profile.value,
                                         environment=environment.value, infisical_env=infisical_env,
                                         project_id=project_id)
-        return run_doctor(settings, out, as_json=json_output)
+        return run_doctor(settings, out, as_json=json_output, swarm_target=target is DeployTarget.swarm)
 
     _finish(run, out)
 

@@ -100,8 +100,10 @@ def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_tim
     masker.add(s.reveal() for s in obtained.secrets.values())
     report_origin(obtained, settings, out)
     values = _values(settings, obtained)
+    # Any key the stack file uses exactly, as `${KEY}`, may become a Docker secret; never
+    # the variables that only tell the docker CLI where the engine is.
     names = {key: swarm_file.secret_name(settings.project_name, key, value, name_key)
-             for key, value in values.items() if value and key not in settings.shell}
+             for key, value in values.items() if value and key not in swarm.CLI_VARS and not swarm.steers_cli(key)}
     rendered = swarm_file.render(compose_model(settings, masker), settings.project_name, settings.profiles, names)
     for note in rendered.notes:
         out.info(f"Stack file: {note}.")
@@ -156,6 +158,14 @@ def up(settings: Settings, out: Output, *, start_timeout: float, converge_timeou
                secrets={"origin": prepared.obtained.origin,
                         "reason": prepared.masker.mask(prepared.obtained.reason) or None})
     if prepared.obtained.origin == DEPLOYED:
+        added = sorted(set(rendered.services) - set(prepared.deployed))
+        dropped = sorted(set(prepared.deployed) - set(rendered.services))
+        if added or dropped:
+            out.warn("the chosen profile would " + " and ".join(
+                part for part in (f"add {', '.join(added)}" if added else "",
+                                  f"remove {', '.join(dropped)}" if dropped else "") if part)
+                + ", which needs the secrets: run again when Infisical is reachable "
+                  "(or with --skip-infisical to deploy with .env's values)")
         out.success(f"Stack '{stack}' left as deployed ({', '.join(sorted(prepared.deployed))}): "
                     "no secret version changed.")
         return OK

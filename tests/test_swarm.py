@@ -203,6 +203,12 @@ def test_an_engine_outside_any_swarm_gives_exit_4_and_the_fix(engine, engine_out
         assert result.returncode == 4, shown(result)
         assert "not in swarm mode" in result.stderr and "docker swarm init" in result.stderr, result.stderr
         assert "Traceback" not in shown(result)
+    doctor = subprocess.run([sys.executable, str(LAUNCHER), "doctor", "--target", "swarm", "-p", stack.name],
+                            cwd=stack.dir, env=env, capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    line = next(line for line in doctor.stdout.splitlines() if line.split()[1:2] == ["swarm"])
+    assert line.startswith("FAIL") and "not in swarm mode" in line, doctor.stdout
+    assert "docker swarm init" in doctor.stdout
 
 
 def test_deploys_only_the_chosen_profile_with_values_exactly_as_in_infisical(project):
@@ -243,6 +249,12 @@ def test_no_secret_value_in_any_argv_file_or_file_mapped_service_spec(project):
     spec = _run(["docker", "service", "inspect", f"{project.name}_files"], check=True).stdout
     for part in TRICKY["FILE_SECRET"].split("\n"):
         assert part not in spec and json.dumps(part)[1:-1] not in spec
+
+
+def test_doctor_passes_the_swarm_check_on_a_manager(project):
+    result = launch(project, "doctor", "--target", "swarm")
+    line = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["swarm"])
+    assert line.startswith("PASS") and "swarm manager" in line, result.stdout
 
 
 def test_rotating_one_secret_updates_only_the_service_that_uses_it_as_plan_predicted(project):
@@ -329,3 +341,19 @@ def test_a_value_over_128_kib_that_is_not_a_file_is_refused_in_one_line(project)
     assert result.returncode == 6, shown(result)
     assert "API_KEY is 129 KiB" in result.stderr and "Traceback" not in shown(result)
     assert running_tasks(project) == {}
+
+
+@pytest.mark.parametrize("service, extra, cause", [
+    ("exits", {"command": ["sh", "-c", "exit 3"], "restart": "no"}, "non-zero exit (3)"),
+    ("unhealthy", {"healthcheck": {"test": ["CMD", "false"], "interval": "1s", "retries": 1}}, "unhealthy"),
+])
+def test_a_service_that_does_not_converge_gives_exit_1_naming_it_and_its_last_task_error(project, service, extra,
+                                                                                         cause):
+    project.write_compose({"steady": {}, service: extra})
+    started = time.monotonic()
+    result = launch(project, "up", "--target", "swarm", "--converge-timeout", "20")
+    assert result.returncode == 1, shown(result)
+    assert time.monotonic() - started < 90
+    line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
+    assert f"service {service} did not converge within 20 s" in line and cause in line, result.stderr
+    assert "Traceback" not in shown(result)
