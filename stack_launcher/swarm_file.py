@@ -182,18 +182,23 @@ def _service(name: str, svc: dict, chosen: Mapping, stack: str, secret_names: Ma
     health = out.get("healthcheck")
     if isinstance(health, dict) and health.pop("start_interval", None) is not None:
         notes.append(f"{name}: healthcheck start_interval dropped (the stack file format has none)")
-    ports = []
-    for port in out.get("ports") or []:
+    ports, unpublished = [], []
+    for port in out.pop("ports", None) or []:
         if isinstance(port, dict):
             port = dict(port)
-            if port.pop("host_ip", None) not in (None, "", "0.0.0.0"):
-                notes.append(f"{name}: port {port.get('published')} is published on every interface "
-                             "(Swarm's routing mesh has no host IP)")
+            if port.pop("host_ip", None) not in (None, "", "0.0.0.0", "::"):
+                # Swarm publishes on every interface of every node: a port compose bound to
+                # one address (127.0.0.1 in the private environment) would be opened wide.
+                unpublished.append(str(port.get("published") or port.get("target")))
+                continue
             if isinstance(port.get("published"), str) and port["published"].isdigit():
                 port["published"] = int(port["published"])
         ports.append(port)
     if ports:
         out["ports"] = ports
+    if unpublished:
+        notes.append(f"{name}: port {', '.join(unpublished)} not published (compose binds it to one address; "
+                     "Swarm would publish it on every interface of every node)")
     labels: list[str] = []
     volumes = []
     for volume in out.get("volumes") or []:

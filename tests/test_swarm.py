@@ -34,7 +34,7 @@ DOTENV = ("DB_PASSWORD=from-dotenv-db\nAPI_KEY=from-dotenv-api\nCACHE_TOKEN=from
 # ------------------------------------------------------------------ the shared engine's swarm membership
 
 class _Membership:
-    joined = False  # did this test session make the engine a swarm manager?
+    joined = False  # did this module make the engine a swarm manager?
 
 
 def _swarm_state() -> tuple[str, bool]:
@@ -43,8 +43,9 @@ def _swarm_state() -> tuple[str, bool]:
     return str(swarm.get("LocalNodeState")), bool(swarm.get("ControlAvailable"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _leave_the_swarm_we_joined(engine):
+    # Module scope: the rest of the suite runs on the engine as this module found it.
     yield
     if _Membership.joined:
         _run(["docker", "swarm", "leave", "--force"], timeout=60)

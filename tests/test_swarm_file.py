@@ -28,7 +28,8 @@ MODEL = {
                                "gpu": {"condition": "service_started"}},
                 "environment": {"DB_URL": "postgres://u:${POSTGRES_PASSWORD}@postgres/db"},
                 "ports": [{"host_ip": "127.0.0.1", "mode": "ingress", "protocol": "tcp", "published": "8080",
-                           "target": 80}]},
+                           "target": 80},
+                          {"mode": "ingress", "protocol": "tcp", "published": "8443", "target": 443}]},
         "gpu": {"image": "ollama/ollama", "profiles": ["gpu-nvidia"],
                 "deploy": {"resources": {"reservations": {"devices": [{"driver": "nvidia"}]}}}},
     },
@@ -48,8 +49,9 @@ def test_only_the_chosen_profiles_services_and_no_compose_only_keys():
     app = stack["services"]["app"]
     assert app["deploy"]["restart_policy"] == {"condition": "on-failure", "max_attempts": 3}
     assert app["depends_on"] == ["postgres"]  # the list form, without the dropped gpu service
-    assert app["ports"] == [{"mode": "ingress", "protocol": "tcp", "published": 8080, "target": 80}]
-    assert any("published on every interface" in note for note in rendered.notes)
+    # a port compose binds to 127.0.0.1 is not opened on every interface of every node
+    assert app["ports"] == [{"mode": "ingress", "protocol": "tcp", "published": 8443, "target": 443}]
+    assert any(note.startswith("app: port 8080 not published") for note in rendered.notes)
 
 
 def test_names_compose_made_up_are_left_to_the_stack_and_the_users_own_are_kept():
