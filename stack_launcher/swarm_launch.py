@@ -99,6 +99,10 @@ def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_tim
     obtained = obtain_for_swarm(settings, masker, bool(deployed), unreachable)
     masker.add(s.reveal() for s in obtained.secrets.values())
     report_origin(obtained, settings, out)
+    shadowed = keys.shadowed_keys(settings, obtained.secrets)
+    if shadowed:
+        out.warn(f"your shell exports {', '.join(shadowed)}; the deploy uses the shell's value over "
+                 f"Infisical's and {settings.env_file.name}'s, as compose would (unset them to use those)")
     values = _values(settings, obtained)
     # Any key the stack file uses exactly, as `${KEY}`, may become a Docker secret; never
     # the variables that only tell the docker CLI where the engine is.

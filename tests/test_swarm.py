@@ -278,6 +278,19 @@ def test_rotating_one_secret_updates_only_the_service_that_uses_it_as_plan_predi
     assert container_env(project, "cache")["CACHE_TOKEN"] == "plain-cache-token-2"
 
 
+def test_a_profile_change_removes_the_services_it_drops_as_plan_said(project):
+    assert launch(project, "up", "--target", "swarm", "--profile", "cpu").returncode == 0
+    plan = launch(project, "plan", "--target", "swarm", "--profile", "gpu-nvidia")
+    assert plan.returncode == 0, shown(plan)
+    for service in ("api", "cache", "files"):
+        assert f"  {service}: remove (not in the chosen profile)" in plan.stdout, plan.stdout
+    assert "  gpu: create" in plan.stdout
+    result = launch(project, "up", "--target", "swarm", "--profile", "gpu-nvidia")
+    assert result.returncode == 0, shown(result)
+    assert set(running_tasks(project)) == {"gpu"}
+    assert container_env(project, "gpu")["API_KEY"] == TRICKY["API_KEY"]
+
+
 def test_a_rotated_file_secret_keeps_its_previous_version_and_drops_older_ones(project):
     assert launch(project, "up", "--target", "swarm").returncode == 0
     first = secret_versions(project, "FILE_SECRET")
