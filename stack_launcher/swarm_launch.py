@@ -145,8 +145,13 @@ def _check_placement(prepared: SwarmPrepared, shell: Mapping[str, str]) -> None:
             + " (docs/swarm.md)")
 
 
+# Docker CLI 26+ tells that `stack deploy` does not wait; the launcher waits itself (and
+# cannot pass --detach, which the 20.10 CLI does not know).
+CLI_NOTICES = ("Since --detach=false was not specified", "In a future release, --detach=false")
+
+
 def _relay(text: str, masker: Masker, out: Output) -> list[str]:
-    lines = [masker.mask(line) for line in text.splitlines() if line.strip()]
+    lines = [masker.mask(line) for line in text.splitlines() if line.strip() and not line.startswith(CLI_NOTICES)]
     for line in lines:
         out.relay(line)
     return lines
