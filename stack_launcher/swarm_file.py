@@ -15,6 +15,7 @@ import copy
 import hashlib
 import hmac
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -175,6 +176,14 @@ def _service(name: str, svc: dict, chosen: Mapping, stack: str, secret_names: Ma
         out["depends_on"] = sorted(d for d in depends if d in chosen)
         if not out["depends_on"]:
             out.pop("depends_on")
+    env_files = out.pop("env_file", None)
+    if env_files:
+        # Compose prints the long form ({path, required}); the stack loader takes paths, and
+        # reads each file itself (compose resolved them to absolute paths).
+        paths = [str(f.get("path")) if isinstance(f, dict) else str(f) for f in env_files
+                 if not (isinstance(f, dict) and f.get("required") is False and not os.path.exists(str(f.get("path"))))]
+        if paths:
+            out["env_file"] = paths
     resources = deploy.get("resources") or {}
     if (resources.get("reservations") or {}).pop("devices", None) is not None:
         notes.append(f"{name}: deploy.resources.reservations.devices dropped (Swarm cannot reserve a GPU that "

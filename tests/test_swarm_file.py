@@ -124,3 +124,11 @@ def test_interpolation_for_the_plan_follows_the_stack_loaders_forms():
     values = {"A": "x$y", "E": ""}
     assert swarm_file.interpolate("${A}/$A/${A:?m}/$$A", values) == "x$y/x$y/x$y/$A"
     assert swarm_file.interpolate("${E:-d}|${E-d}|${U-d}|${A:+set}|${U:+set}", values) == "d||d|set|"
+
+
+def test_env_files_are_handed_to_the_stack_loader_as_paths_and_a_missing_optional_one_is_left_out(tmp_path):
+    present = tmp_path / "app.env"
+    present.write_text("A=1\n")
+    model = {"name": "p", "services": {"app": {"image": "busybox", "env_file": [
+        {"path": str(present), "required": True}, {"path": str(tmp_path / "absent.env"), "required": False}]}}}
+    assert swarm_file.render(model, "p", (), {}).stack["services"]["app"]["env_file"] == [str(present)]
