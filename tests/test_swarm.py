@@ -371,3 +371,19 @@ def test_a_service_that_does_not_converge_gives_exit_1_naming_it_and_its_last_ta
     line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
     assert f"service {service} did not converge within 20 s" in line and cause in line, result.stderr
     assert "Traceback" not in shown(result)
+
+
+def test_a_stateful_service_with_no_labelled_node_gives_exit_4_and_the_command(project, swarm_manager):
+    _run(["docker", "node", "update", "--label-rm", f"{project.name}.volume.data", swarm_manager], check=True)
+    result = launch(project, "up", "--target", "swarm")
+    assert result.returncode == 4, shown(result)
+    assert "no swarm node is labelled for the volume of api" in result.stderr
+    assert f"docker node update --label-add {project.name}.volume.data=true <node>" in result.stderr
+    assert running_tasks(project) == {} and secret_versions(project, "FILE_SECRET") == []  # nothing created
+
+
+def test_without_the_secret_name_key_in_dotenv_up_is_refused_with_the_fix(project):
+    project.write_env(DOTENV.replace("SWARM_SECRET_NAME_KEY=", "UNUSED="))
+    result = launch(project, "up", "--target", "swarm")
+    assert result.returncode == 6, shown(result)
+    assert "SWARM_SECRET_NAME_KEY" in result.stderr and "init" in result.stderr
