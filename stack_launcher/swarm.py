@@ -22,14 +22,16 @@ TIMEOUT = 60.0
 
 # What the docker CLI needs from the user's shell to find and talk to the engine. Only the
 # shell's own values pass; an exported key of these names never steers the CLI.
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
+              "all_proxy")
 CLI_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "XDG_RUNTIME_DIR", "DOCKER_HOST", "DOCKER_CONTEXT",
-            "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DOCKER_API_VERSION", "HTTP_PROXY",
-            "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy")
+            "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DOCKER_API_VERSION") + PROXY_VARS
 
 
 def steers_cli(key: str) -> bool:
-    """Would this variable change how the docker CLI itself behaves?"""
-    return key.startswith("DOCKER_") or key in CLI_VARS[6:] or key in ("BUILDKIT_HOST",)
+    """Would this variable change how the docker CLI itself behaves (which engine, which
+    credentials, which proxy)?"""
+    return key.startswith("DOCKER_") or key in PROXY_VARS
 
 
 def cli_env(shell: Mapping[str, str]) -> dict[str, str]:
