@@ -23,6 +23,11 @@ class Environment(str, Enum):
     public = "public"
 
 
+class DeployTarget(str, Enum):
+    compose = "compose"  # `docker compose` on this machine (the default)
+    swarm = "swarm"  # `docker stack deploy` to the swarm this engine manages (docs/swarm.md)
+
+
 class SecretsMode(str, Enum):
     fresh = "fresh"  # export, fall back when it fails
     require = "require"  # export or fail

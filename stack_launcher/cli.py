@@ -19,6 +19,7 @@ import typer
 from . import __version__, errors
 from .choices import (
     DEFAULT_MAX_STALE,
+    DeployTarget,
     Environment,
     Profile,
     SecretsMode,
@@ -108,13 +109,16 @@ TimeoutOpt = Annotated[float, typer.Option("--infisical-timeout", callback=_seco
 StartTimeoutOpt = Annotated[float, typer.Option("--infisical-start-timeout", callback=_seconds, help="Seconds to wait for the local Infisical to be healthy.")]
 FileOpt = Annotated[Optional[List[str]], typer.Option("-f", "--file", help="Compose file, repeatable (default: docker-compose.yml).")]
 OutputOpt = Annotated[str, typer.Option("--output", help="The exported file.")]
+TargetOpt = Annotated[DeployTarget, typer.Option("--target", help="Where the stack runs: `compose` on this machine, or `swarm` (docker stack deploy; docs/swarm.md).")]
+ConvergeTimeoutOpt = Annotated[float, typer.Option("--converge-timeout", callback=_seconds, help="--target swarm: seconds to wait until every service runs its replicas.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout at the end, for scripts (README: `--json`).")]
 
 
 def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infisical: bool, require_infisical: bool,
             offline: bool, max_stale: str, infisical_env, infisical_path, project_id, infisical_timeout: float,
             infisical_start_timeout: float, file, project_name, project_dir, env_file: str, output: str,
-            dry_run: bool, out: Output) -> None:
+            dry_run: bool, out: Output, target: DeployTarget = DeployTarget.compose,
+            converge_timeout: float = 300.0) -> None:
     stale = parse_duration(max_stale)
     out.record(command="plan" if plan else "up", services=[])
 
@@ -129,6 +133,15 @@ def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infi
                 infisical_path=infisical_path, project_id=project_id, timeout=infisical_timeout,
             )
 
+        if target is DeployTarget.swarm:
+            from . import swarm_launch
+            from .lock import project_lock
+
+            if plan:
+                return swarm_launch.plan(resolve(), out)
+            with project_lock(settings_mod.project_root(project_dir), "the stack"):
+                return swarm_launch.up(resolve(), out, start_timeout=infisical_start_timeout,
+                                       converge_timeout=converge_timeout, dry_run=dry_run)
         if plan:
             from .plan import plan as run_plan
 
@@ -164,6 +177,8 @@ def up_cmd(
     env_file: EnvFile = ".env",
     output: OutputOpt = ".env.infisical",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run; change nothing.")] = False,
+    target: TargetOpt = DeployTarget.compose,
+    converge_timeout: ConvergeTimeoutOpt = 300.0,
     json_output: JsonOpt = False,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -190,6 +205,7 @@ def plan_cmd(
     project_dir: ProjectDir = None,
     env_file: EnvFile = ".env",
     output: OutputOpt = ".env.infisical",
+    target: TargetOpt = DeployTarget.compose,
     json_output: JsonOpt = False,
     verbose: Verbose = False,
     quiet: Quiet = False,
@@ -206,6 +222,7 @@ def _without(options: dict, *names: str) -> dict:
 @app.command("down")
 def down_cmd(
     with_infisical: Annotated[bool, typer.Option("--with-infisical", help="Stop the local Infisical too.")] = False,
+    target: TargetOpt = DeployTarget.compose,
     project_name: ProjectName = None,
     project_dir: ProjectDir = None,
     env_file: EnvFile = ".env",
@@ -219,7 +236,12 @@ def down_cmd(
         from .launch import down
 
         settings = _settings(project_dir, env_file, project_name)  # the same project name `up` uses
-        code = down(settings.project_name, settings.project_dir, dict(settings.shell), out)
+        if target is DeployTarget.swarm:
+            from .swarm_launch import down as swarm_down
+
+            code = swarm_down(settings, out)
+        else:
+            code = down(settings.project_name, settings.project_dir, dict(settings.shell), out)
         if code == 0 and with_infisical:
             code = down(settings.infisical_project_name, settings.project_dir, dict(settings.shell), out)
         return code
@@ -270,6 +292,7 @@ def doctor_cmd(
     project_dir: ProjectDir = None,
     env_file: EnvFile = ".env",
     output: Annotated[str, typer.Option("--output", help="The exported file.")] = ".env.infisical",
+    target: TargetOpt = DeployTarget.compose,
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
@@ -284,7 +307,7 @@ def doctor_cmd(
                                         project_name=project_name, profile=profile.value,
                                         environment=environment.value, infisical_env=infisical_env,
                                         project_id=project_id)
-        return run_doctor(settings, out, as_json=json_output)
+        return run_doctor(settings, out, as_json=json_output, swarm_target=target is DeployTarget.swarm)
 
     _finish(run, out)
 

@@ -156,6 +156,25 @@ def check_engine(settings: Settings) -> Check:
     return Check(name, FAIL, f"the Docker engine is not reachable: {reason}", fix)
 
 
+def check_swarm(settings: Settings) -> Check:
+    """`--target swarm`: the engine must be a swarm manager, and `.env` must key the secrets' names."""
+    from . import swarm
+    from .errors import LauncherError
+    from .keys import SWARM_NAME_KEY
+
+    name = "swarm"
+    try:
+        swarm.require_manager(settings.shell)
+        nodes = swarm.node_labels(settings.shell)
+    except LauncherError as exc:
+        return Check(name, FAIL, exc.message, exc.hint)
+    if len(settings.shell.get(SWARM_NAME_KEY) or settings.dotenv.get(SWARM_NAME_KEY) or "") < 16:
+        return Check(name, FAIL, f"{settings.env_file.name} has no {SWARM_NAME_KEY} (16 characters or more), "
+                     "which keys the Docker secrets' names",
+                     f"run `python start_services.py init`, or add {SWARM_NAME_KEY}=<`openssl rand -hex 32`>")
+    return Check(name, PASS, f"this engine is a swarm manager; {_plural(len(nodes), 'node')} ready and active")
+
+
 def check_compose(settings: Settings) -> Check:
     name = "docker-compose"
     need = (f"{_dotted(COMPOSE_MINIMUM)} or later; "
@@ -660,7 +679,7 @@ def _guarded(name: str, probe: Callable[[], Check]) -> Callable[[], Check]:
     return run
 
 
-def collect(settings: Settings) -> list[Check]:
+def collect(settings: Settings, swarm_target: bool = False) -> list[Check]:
     """Every check, in a fixed order; the slow ones run concurrently."""
     from .keys import classify
     from .prepare import seed_masker
@@ -689,7 +708,7 @@ def collect(settings: Settings) -> list[Check]:
         ("export-age", lambda: check_export_age(settings)),
         ("git-ignore", lambda: check_git(settings)),
         ("shell-shadowing", lambda: check_shadowing(settings)),
-    ]
+    ] + ([("swarm", lambda: check_swarm(settings))] if swarm_target else [])
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
         futures = [pool.submit(_guarded(name, probe)) for name, probe in probes]
         checks = [future.result() for future in futures]
@@ -712,10 +731,10 @@ def render_text(checks: list[Check]) -> list[str]:
     return lines
 
 
-def run_doctor(settings: Settings, out: Output, as_json: bool = False) -> int:
+def run_doctor(settings: Settings, out: Output, as_json: bool = False, swarm_target: bool = False) -> int:
     """Run every check; print lines (or one JSON document) on stdout. 1 when any check
     failed; 6 when .env.example cannot be used (nothing can be judged without it)."""
-    checks = collect(settings)
+    checks = collect(settings, swarm_target)
     ok = not any(c.status == FAIL for c in checks)
     catalog_broken = any(c.name == "env-example" and c.status == FAIL for c in checks)
     if as_json:

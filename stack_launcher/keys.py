@@ -31,6 +31,9 @@ SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|AUTH|SALT|CREDENTIAL|PRIVATE", 
 # Settings the launcher itself reads from `.env`: config, never moved, never masked.
 LAUNCHER_SETTINGS = frozenset({"INFISICAL_ENVIRONMENT", "INFISICAL_SECRET_PATH", "INFISICAL_PROJECT_ID",
                                "INFISICAL_API_URL", "INFISICAL_DOMAIN", "COMPOSE_PROJECT_NAME"})
+# Keyed by this, `--target swarm` names Docker secrets by an HMAC of their value: it names
+# what is in the swarm, so it cannot live in Infisical either (docs/swarm.md).
+SWARM_NAME_KEY = "SWARM_SECRET_NAME_KEY"
 CONFIG, BOOTSTRAP, SECRET = "config", "bootstrap", "secret"
 # `$$` is an escaped dollar; `${NAME...}` and `$NAME` are references (compose's rules).
 _REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -50,7 +53,7 @@ class Classes:
     def category(self, key: str) -> str:
         if key in self.entries:
             return self.entries[key].category
-        if key in CREDENTIAL_VARS:
+        if key in CREDENTIAL_VARS or key == SWARM_NAME_KEY:
             return BOOTSTRAP
         if key in LAUNCHER_SETTINGS:
             return CONFIG

@@ -18,6 +18,7 @@ from .secret import Secret
 from .settings import SecretsMode, Settings
 
 FRESH, LAST_GOOD, DOTENV_ONLY = "infisical", "last good export", ".env only"
+DEPLOYED = "the swarm's deployed versions"  # --target swarm: the swarm is the last good copy
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,32 @@ def _export(request: infisical_source.Request, settings: Settings, masker: Maske
     return infisical_source.start_export(request, settings.shell, masker).collect()
 
 
+def obtain_for_swarm(settings: Settings, masker: Masker, deployed: bool, unreachable: str | None = None) -> Obtained:
+    """`--target swarm`: fresh export -> the versions the swarm already runs -> `.env`.
+
+    Nothing is written and no `.env.infisical` is read: the swarm itself is the last good
+    copy. When Infisical cannot be had and the stack is deployed, the result is DEPLOYED
+    (nothing rotates); a first deploy without Infisical uses `.env`."""
+    if settings.mode is SecretsMode.skip:
+        return Obtained(DOTENV_ONLY, reason="--skip-infisical")
+    if settings.mode is SecretsMode.offline:
+        if not deployed:
+            raise LauncherError("--offline --target swarm: the stack is not deployed yet, so there are no deployed "
+                                "secret versions to keep", INFISICAL_UNAVAILABLE,
+                                "run once with Infisical reachable, or with --skip-infisical to use .env")
+        return Obtained(DEPLOYED, reason="--offline")
+    try:
+        if unreachable:
+            raise infisical_source.Unavailable(unreachable)
+        export = infisical_source.fetch(request_for(settings), settings.shell, masker)
+    except infisical_source.Unavailable as exc:
+        reason = str(exc)
+        if settings.mode is SecretsMode.require:
+            raise LauncherError(f"Infisical is required but unavailable: {reason}", INFISICAL_UNAVAILABLE) from None
+        return Obtained(DEPLOYED if deployed else DOTENV_ONLY, reason=reason)
+    return Obtained(FRESH, export.secrets, warnings=tuple(export.warnings))
+
+
 @dataclass(frozen=True)
 class Diff:
     added: list[str]
@@ -154,6 +181,10 @@ def report_origin(obtained: Obtained, settings: Settings, out: Output) -> None:
     where = f"environment '{settings.infisical_env}', path '{settings.infisical_path}'"
     if obtained.origin == FRESH:
         out.info(f"Secrets: {len(obtained.secrets)} from Infisical ({where}).")
+    elif obtained.origin == DEPLOYED:
+        out.warn(f"Infisical unavailable: {obtained.reason}." if obtained.reason != "--offline" else
+                 "--offline: Infisical is not asked.")
+        out.info("Secrets: keeping the versions the swarm already runs; nothing is rotated or redeployed.")
     elif obtained.origin == LAST_GOOD:
         out.warn(f"Infisical unavailable: {obtained.reason}.")
         out.info(f"Secrets: {len(obtained.secrets)} from the last good export {settings.output.name}.")

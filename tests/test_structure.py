@@ -1,11 +1,11 @@
 """The structure docs/architecture.md promises, held against the code: one runner of
-subprocesses, one builder of compose command lines."""
+subprocesses, one builder of compose command lines, one of swarm command lines."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from stack_launcher import compose
+from stack_launcher import compose, swarm
 
 PACKAGE = Path(__file__).resolve().parent.parent / "stack_launcher"
 MODULES = sorted(PACKAGE.glob("*.py"))
@@ -50,6 +50,28 @@ def test_only_compose_py_builds_compose_command_lines():
 def test_the_structure_test_would_catch_a_stray_compose_line():
     stray = ast.parse('argv = ["docker", "compose", "-p", name, "up"]')
     assert any(_spells_compose_argv(node) for node in ast.walk(stray))
+
+
+SWARM_COMMANDS = {"swarm", "stack", "secret", "service", "node"}
+
+
+def _spells_swarm_argv(node: ast.AST) -> bool:
+    """A list or tuple literal starting with "docker" and a swarm-mode command."""
+    if not isinstance(node, (ast.List, ast.Tuple)) or len(node.elts) < 2:
+        return False
+    words = [e.value if isinstance(e, ast.Constant) else None for e in node.elts[:2]]
+    return words[0] == "docker" and words[1] in SWARM_COMMANDS
+
+
+def test_only_swarm_py_builds_swarm_stack_secret_service_and_node_command_lines():
+    offenders = [f"{path.name}:{node.lineno}" for path in MODULES if path.name != "swarm.py"
+                 for node in ast.walk(_tree(path)) if _spells_swarm_argv(node)]
+    assert offenders == [], f"swarm command lines built outside swarm.py: {offenders}"
+
+
+def test_the_structure_test_would_catch_a_stray_swarm_line():
+    stray = ast.parse('argv = ["docker", "secret", "create", name, "-"]')
+    assert any(_spells_swarm_argv(node) for node in ast.walk(stray))
 
 
 # ------------------------------------------------------------------ the command lines, as lists
@@ -130,3 +152,34 @@ def test_only_a_scratch_project_is_taken_down_with_its_volumes():
     assert scratch.down_volumes() == ["docker", "compose", "-p", "localai-restore-verify-1a2b", "--project-directory",
                                       "/p", "-f", "/p/infisical/docker-compose.yml", "--env-file", "/dev/null",
                                       "--progress", "plain", "down", "--volumes", "--remove-orphans"]
+
+
+# ------------------------------------------------------------------ swarm's command lines
+
+def test_a_secret_is_created_from_stdin_and_labelled_with_its_stack_and_key_only():
+    assert swarm.secret_create_argv("localai", "POSTGRES_PASSWORD", "localai_POSTGRES_PASSWORD_0a1b") == [
+        "docker", "secret", "create", "--label", "start-services.stack=localai",
+        "--label", "start-services.key=POSTGRES_PASSWORD", "localai_POSTGRES_PASSWORD_0a1b", "-"]
+
+
+def test_the_stack_is_deployed_with_prune_and_without_asking_a_registry():
+    assert swarm.stack_deploy_argv(Path("/tmp/s/stack.json"), "localai") == [
+        "docker", "stack", "deploy", "--prune", "--resolve-image", "never", "-c", "/tmp/s/stack.json", "localai"]
+    assert swarm.stack_rm_argv("localai") == ["docker", "stack", "rm", "localai"]
+
+
+def test_deploy_env_holds_the_cli_variables_from_the_shell_and_only_the_interpolated_keys():
+    shell = {"PATH": "/bin", "HOME": "/root", "DOCKER_HOST": "unix:///run/docker.sock", "UNRELATED": "x"}
+    values = {"A": "1", "B": "2", "PATH": "/evil", "DOCKER_HOST": "tcp://evil:2375"}
+    assert swarm.deploy_env(shell, values, frozenset({"A", "PATH"})) == {
+        "PATH": "/bin", "HOME": "/root", "DOCKER_HOST": "unix:///run/docker.sock", "A": "1"}
+
+
+def test_a_stack_file_that_interpolates_a_docker_cli_variable_is_refused():
+    import pytest
+
+    from stack_launcher.errors import BAD_CONFIG, LauncherError
+
+    with pytest.raises(LauncherError) as caught:
+        swarm.deploy_env({"PATH": "/bin"}, {"DOCKER_CONFIG": "/tmp/evil"}, frozenset({"DOCKER_CONFIG"}))
+    assert caught.value.exit_code == BAD_CONFIG and "DOCKER_CONFIG" in caught.value.message
