@@ -45,6 +45,23 @@ def project_states(project: str, env: Mapping[str, str] | None = None, timeout: 
     return [line for line in out.splitlines() if line.strip()]
 
 
+# One line per container: what the summary after `up` shows (status.parse_ps reads it).
+PS_FORMAT = '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}\t{{.Ports}}'
+
+
+def ps_argv(project: str, docker: str = "docker") -> list[str]:
+    """Every service container of a compose project, running or not (`docker compose run`'s
+    one-off containers left out, as `docker compose ps` does). `docker ps` by label answers in
+    ~10 ms where `docker compose ps` first loads the whole project (~80-120 ms a call)."""
+    return [docker, "ps", "--all", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}",
+            "--filter", "label=com.docker.compose.oneoff=False", "--format", PS_FORMAT]
+
+
+def project_containers(project: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> str:
+    """`ps_argv`'s lines (PS_FORMAT); Unanswered when Docker cannot be asked."""
+    return _docker(ps_argv(project)[1:], env, timeout)
+
+
 def all_healthy(states: list[str]) -> bool:
     """Every container up, none unhealthy or still starting (and at least one)."""
     return bool(states) and all(s.startswith("Up") and "unhealthy" not in s and "starting" not in s for s in states)

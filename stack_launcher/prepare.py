@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 from . import bootstrap, compose, init_only, keys
 from .envfile import read_exported, render
@@ -51,9 +52,10 @@ def seed_masker(settings: Settings, classes: keys.Classes, previous: dict | None
 
 
 def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: Path, *,
-            start_infisical: bool, start_timeout: float) -> Prepared:
+            start_infisical: bool, start_timeout: float, meanwhile: Callable[[], None] | None = None) -> Prepared:
     """`export_path`: where the compose run will find a fresh export (the caller writes
-    `export_text` there: `.env.infisical` for `up`, a temp file for `plan`)."""
+    `export_text` there: `.env.infisical` for `up`, a temp file for `plan`). `meanwhile`:
+    the caller's own work to do while the export runs (it must not read the CLI's output)."""
     require_dotenv(settings)
     masker = Masker()
     # The export first: the CLI's round trip to the server is most of a launch's wait, and
@@ -61,7 +63,8 @@ def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: 
     # meanwhile. Its output is read in `obtain`, once the masker is complete.
     pending = start_early(settings, masker)
     try:
-        obtained, previous = _obtain(settings, out, masker, max_stale, pending, start_infisical, start_timeout)
+        obtained, previous = _obtain(settings, out, masker, max_stale, pending, start_infisical, start_timeout,
+                                     meanwhile)
     except BaseException as exc:  # an error or a signal: the CLI must not outlive the run
         if pending is not None:
             pending.cancel(exc)
@@ -94,7 +97,8 @@ def prepare(settings: Settings, out: Output, max_stale: timedelta, export_path: 
 
 
 def _obtain(settings: Settings, out: Output, masker: Masker, max_stale: timedelta, pending,
-            start_infisical: bool, start_timeout: float) -> tuple[Obtained, dict]:
+            start_infisical: bool, start_timeout: float,
+            meanwhile: Callable[[], None] | None) -> tuple[Obtained, dict]:
     """The secrets, and the last export as it was before this run."""
     classes = keys.classify(settings)
     if classes.problem:
@@ -122,6 +126,8 @@ def _obtain(settings: Settings, out: Output, masker: Masker, max_stale: timedelt
             running = bootstrap.is_running(settings)
             out.info(f"Local Infisical ({settings.infisical_project_name}): "
                      f"{'running' if running else 'not running (nothing is started)'}.")
+    if meanwhile is not None and pending is not None:
+        meanwhile()
     return obtain(settings, masker, max_stale, unreachable, pending, ask_again), previous
 
 

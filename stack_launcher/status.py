@@ -1,13 +1,14 @@
 """What the stack's containers do after `up`: state, health, what `up` did to each, and the
-URL a user opens. Read from compose itself (`docker compose ps --all --format json`), never
-guessed; used for the summary on a terminal and for `--json`."""
+URL a user opens. Read from the engine (`docker ps` by the project's label, engine.ps_argv),
+never guessed; used for the summary on a terminal and for `--json`."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from . import compose
+from . import compose, engine
 from .errors import LauncherError
 
 # `public`: Caddy serves these services on the host name their variable names (Caddyfile).
@@ -40,42 +41,52 @@ class ServiceReport:
 
 
 def parse_ps(text: str) -> dict[str, Container]:
-    """Service -> its container, from `ps --format json` (one object a line, or one array)."""
-    text = text.strip()
-    if not text:
-        return {}
-    try:
-        rows = [json.loads(text)] if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-    except ValueError:
-        return {}
-    flat = []
-    for row in rows:
-        flat.extend(row if isinstance(row, list) else [row])
+    """Service -> its container, from `engine.ps_argv`'s lines (engine.PS_FORMAT)."""
     found: dict[str, Container] = {}
-    for row in flat:
-        if not isinstance(row, dict) or not row.get("Service"):
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 5 or not fields[1]:
             continue
-        urls = []
-        for pub in row.get("Publishers") or ():
-            port = pub.get("PublishedPort") or 0
-            if not port or pub.get("Protocol", "tcp") != "tcp":
-                continue
-            host = str(pub.get("URL") or "")
-            url = f"http://{'localhost' if host in LOCAL_HOSTS else host}:{port}"
-            if url not in urls:
-                urls.append(url)
-        found[str(row["Service"])] = Container(str(row["Service"]), str(row.get("ID", "")), str(row.get("State", "")),
-                                               str(row.get("Health", "")), tuple(urls))
+        ident, service, state, status, ports = fields
+        found[service] = Container(service, ident, state, _health(status), _urls(ports))
     return found
 
 
+def _health(status: str) -> str:
+    """The health the engine appends to a container's status ("Up 3 minutes (healthy)")."""
+    for marker, health in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"), ("(health: starting)", "starting")):
+        if marker in status:
+            return health
+    return ""
+
+
+_PUBLISHED = re.compile(r"^(.*):(\d+)(?:-(\d+))?->\d+(?:-\d+)?/(\w+)$")
+
+
+def _urls(ports: str) -> tuple[str, ...]:
+    """http URLs of the TCP ports the engine publishes ("127.0.0.1:5678->5678/tcp, :::80->80/tcp")."""
+    urls: list[str] = []
+    for entry in ports.split(", "):
+        match = _PUBLISHED.match(entry.strip())
+        if not match or match.group(4) != "tcp":
+            continue
+        host = match.group(1)
+        first = int(match.group(2))
+        last = min(int(match.group(3) or first), first + 99)
+        shown = "localhost" if host in LOCAL_HOSTS else (f"[{host}]" if ":" in host else host)
+        for port in range(first, last + 1):
+            url = f"http://{shown}:{port}"
+            if url not in urls:
+                urls.append(url)
+    return tuple(urls)
+
+
 def containers(target: compose.Target, env: Mapping[str, str]) -> dict[str, Container]:
-    """The project's containers now; {} when compose cannot say (the summary is best effort)."""
+    """The project's containers now; {} when Docker cannot say (the summary is best effort)."""
     try:
-        result = compose.capture(target.ps_json(), env, target.project_dir, timeout=60)
-    except LauncherError:
+        return parse_ps(engine.project_containers(target.project_name, env))
+    except engine.Unanswered:
         return {}
-    return parse_ps(result.stdout) if result.returncode == 0 else {}
 
 
 def public_urls(service: str, variables: Mapping[str, str]) -> list[str]:

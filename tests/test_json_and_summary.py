@@ -96,19 +96,25 @@ def test_without_json_stdout_is_what_it_was(project):
     assert result.stdout.startswith("Secrets changed") and "Services:" in result.stdout
 
 
-PS = ('{"Service":"n8n","ID":"abc","State":"running","Health":"healthy","Publishers":['
-      '{"URL":"127.0.0.1","TargetPort":5678,"PublishedPort":5678,"Protocol":"tcp"}]}\n'
-      '{"Service":"db","ID":"def","State":"running","Health":"","Publishers":['
-      '{"URL":"","TargetPort":5432,"PublishedPort":0,"Protocol":"tcp"}]}\n')
+# What `docker ps` prints in engine.PS_FORMAT (id, service, state, status, ports).
+PS = ("abc\tn8n\trunning\tUp 2 minutes (healthy)\t127.0.0.1:5678->5678/tcp\n"
+      "def\tdb\trunning\tUp 2 minutes\t5432/tcp\n"
+      "0a1\tollama\trunning\tUp 1 second (health: starting)\t0.0.0.0:11434->11434/tcp, :::11434->11434/tcp\n"
+      "0b2\tcaddy\texited\tExited (1) 3 seconds ago\t\n"
+      "0c3\tweb\trunning\tUp 1 minute (unhealthy)\t10.0.0.5:8000-8001->80-81/tcp, 0.0.0.0:53->53/udp\n")
 
 
 def test_urls_come_from_the_published_host_port_or_the_public_hostname():
     now = status.parse_ps(PS)
     assert now["n8n"].urls == ("http://localhost:5678",) and now["db"].urls == ()
-    private = status.after_up({"db": now["db"]}, now, "private", {})
+    assert now["ollama"].urls == ("http://localhost:11434",), "IPv4 and IPv6 bindings: one URL"
+    assert now["web"].urls == ("http://10.0.0.5:8000", "http://10.0.0.5:8001"), "a range; UDP has no URL"
+    assert [(now[s].state, now[s].health) for s in ("ollama", "caddy", "web")] == [
+        ("running", "starting"), ("exited", ""), ("running", "unhealthy")]
+    private = status.after_up({"db": now["db"]}, {k: now[k] for k in ("db", "n8n")}, "private", {})
     assert [(s.name, s.action, s.health, s.urls) for s in private] == [
         ("db", "unchanged", "", []), ("n8n", "created", "healthy", ["http://localhost:5678"])]
-    public = status.after_up({}, now, "public", {"N8N_HOSTNAME": "n8n.example.org"})
+    public = status.after_up({}, {k: now[k] for k in ("db", "n8n")}, "public", {"N8N_HOSTNAME": "n8n.example.org"})
     assert public[1].urls == ["https://n8n.example.org"]
 
 

@@ -166,8 +166,8 @@ def test_the_summary_after_the_view_gives_each_url(tmp_path):
     prepared = SimpleNamespace(obtained=SimpleNamespace(origin="infisical"), changes=None)
     launch.show_summary(out, settings, prepared, services)
     screen = out._console.export_text()
-    port = next(p["PublishedPort"] for line in recorded["ps"].splitlines()
-                for p in json.loads(line)["Publishers"])
+    web = next(line.split("\t") for line in recorded["ps"].splitlines() if line.split("\t")[1] == "web")
+    port = re.search(r"127\.0\.0\.1:(\d+)->80/tcp", web[4]).group(1)  # the engine picked it
     assert f"http://localhost:{port}" in row(screen, "web"), screen
     assert "created" in row(screen, "db") and "healthy" in row(screen, "db")
     assert "Secrets from infisical" in screen

@@ -5,7 +5,8 @@
 Each scenario runs the launcher's own compose command line (`compose.Target.up`) against
 the real engine, in a throw-away project named `liveview`, and keeps what compose wrote:
 `<scenario>.jsonl` (stderr, one event a line, byte for byte) and `<scenario>.json` (the
-exit code, and `ps --format json` afterwards, which the summary's URLs come from). The only
+exit code, and the engine's `docker ps` lines afterwards (engine.ps_argv), which the summary's
+states and URLs come from). The only
 secret values in them are this file's fake ones (FAKE_SECRETS), which the tests check are
 masked on screen. A first start pulls from a registry on 127.0.0.1 (support/tiny_registry.py)
 so the pull's progress events are real too.
@@ -22,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 sys.path.insert(0, str(HERE.parent))
 
-from stack_launcher import compose  # noqa: E402
+from stack_launcher import compose, engine  # noqa: E402
 
 from support.tiny_registry import TinyRegistry  # noqa: E402
 
@@ -46,11 +47,6 @@ def stack(pulled_image: str = IMAGE) -> dict:
     }}
 
 
-def keep_summary_fields(row: dict) -> dict:
-    """What the summary reads of `ps --format json` (no labels: they hold temp paths)."""
-    return {k: row[k] for k in ("Service", "Name", "ID", "State", "Health", "Publishers") if k in row}
-
-
 class Scratch:
     """A compose project in a temp dir, run the way the launcher runs it."""
 
@@ -68,9 +64,8 @@ class Scratch:
     def up(self, wait: bool = False, services: tuple[str, ...] = ()) -> tuple[int, str, str]:
         argv = self.target.up_wait(20, progress="json") if wait else self.target.up(progress="json")
         done = subprocess.run([self.cli, *argv[1:], *services], capture_output=True, text=True, cwd=self.root)
-        ps = subprocess.run(self.target.ps_json(), capture_output=True, text=True, cwd=self.root)
-        return done.returncode, done.stderr, "".join(json.dumps(keep_summary_fields(json.loads(line))) + "\n"
-                                                    for line in ps.stdout.splitlines() if line.strip())
+        ps = subprocess.run(engine.ps_argv(self.target.project_name), capture_output=True, text=True, cwd=self.root)
+        return done.returncode, done.stderr, ps.stdout
 
     def down(self) -> None:
         subprocess.run(compose.down_argv(self.target.project_name, self.root) + ["--volumes"], capture_output=True)
