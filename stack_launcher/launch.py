@@ -1,8 +1,10 @@
 """`up` and `down`: prepare (secrets, env files, target) -> write the export -> run compose."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 from . import compose, status
 from .envfile import write_private
@@ -27,12 +29,11 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     # The live view only on a terminal, and not with --json (whose stderr stays as it was):
     # elsewhere the argv, and every line, stay exactly what they were.
     summarize = out.report is not None or out.fancy  # off a terminal, without --json: no extra compose call
-    used = used_variables(prepared) if summarize and not dry_run else {}
     view = None
     if live_view:
         from .live import ServicesView
 
-        view = ServicesView(settings.project_name, causes(prepared, used))
+        view = ServicesView(settings.project_name)
     argv = prepared.target.up(progress="json" if view else "plain")
     if dry_run:
         out.result("Dry run: nothing written, nothing started.")
@@ -48,6 +49,7 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
         warn_if_committable(settings, out)
     out.detail(f"$ {compose.display(argv)}")
     before = status.containers(prepared.target, prepared.env) if summarize else {}
+    used = ask_used_variables(prepared, view) if summarize else dict
     import contextlib
 
     if view is not None:
@@ -61,9 +63,9 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
             outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir)
     except LauncherError:
         if summarize:
-            summary(out, settings, prepared, before, used)
+            summary(out, settings, prepared, before, used())
         raise
-    services = summary(out, settings, prepared, before, used) if summarize else []
+    services = summary(out, settings, prepared, before, used()) if summarize else []
     if outcome.code != 0:
         out.failure_lines(outcome.tail[-10:])
         pulled = compose.pull_failure("\n".join(outcome.tail))
@@ -98,10 +100,32 @@ def changed_keys(prepared) -> set[str]:
     return set(changes.added + changes.changed + changes.removed) if changes else set()
 
 
-def used_variables(prepared) -> dict[str, set[str]]:
-    """Service -> the variables it interpolates; asked of compose (once a launch: the live
-    view and the summary share it) only when a key changed."""
-    return status.variables_used(prepared.target, prepared.env) if changed_keys(prepared) else {}
+def ask_used_variables(prepared, view) -> Callable[[], dict[str, set[str]]]:
+    """Start asking compose which variables each service interpolates (only when a key
+    changed: once a launch, for the live view's recreated rows and the summary), beside `up`
+    rather than before it; returns the function that waits for the answer."""
+    if not changed_keys(prepared):
+        return dict
+    answer: dict[str, set[str]] = {}
+
+    def ask() -> None:
+        try:
+            answer.update(status.variables_used(prepared.target, prepared.env))
+        except Exception:  # noqa: BLE001 - the summary is best effort; a failure here shows no keys
+            return
+        if view is not None:
+            view.causes = causes(prepared, answer)  # read by the next redraw
+
+    # A thread, because the main thread relays compose's output meanwhile; its child is in
+    # process._live, so an error or a signal stops it with the rest (cli._finish).
+    thread = threading.Thread(target=ask, name="variables-used", daemon=True)
+    thread.start()
+
+    def wait() -> dict[str, set[str]]:
+        thread.join()
+        return answer
+
+    return wait
 
 
 def causes(prepared, used: dict[str, set[str]]) -> dict[str, list[str]]:
