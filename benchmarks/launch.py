@@ -6,8 +6,9 @@ secrets in the fake Infisical, started once. Then, taking turns round by round:
 * no-op: the launcher re-run with nothing changed, against the raw calls it wraps by hand
   (`infisical export`, the file written, `docker compose ... up -d`); the launcher also on a
   pseudo-terminal, where it colours its lines;
-* rotation: before each way, one secret (used by one service) is rotated; the launcher, the
-  raw calls, and the old way (export, `docker compose down`, `up -d`).
+* rotation: before each way, one secret (used by one service) is rotated; the launcher (piped
+  and on a pseudo-terminal, where it draws the live view and the summary), the raw calls, and
+  the old way (export, `docker compose down`, `up -d`).
 
 Every round also counts the containers recreated: none on a no-op, one on a rotation
 (down + up recreates all). Then traced launches split a no-op re-run's time into its parts.
@@ -67,9 +68,11 @@ def no_op(cfg, project: Project) -> dict[str, Any]:
 def rotate(cfg, project: Project) -> dict[str, Any]:
     index = len(project.services) // 2
     before, after = _counting(project, rotate_index=index)
-    comparison = interleave({"launcher": project.launcher, "raw": project.raw, "down_up": project.down_then_up},
+    comparison = interleave({"launcher": project.launcher, "raw": project.raw, "down_up": project.down_then_up,
+                             "terminal": project.launcher_on_terminal},
                             cfg.rounds, before=before, after=after)
     return {**comparison.summary(), "rotated": secret_key(index, project.secret_count),
+            "terminal": comparison.summary("terminal", "raw"),
             "recreated": comparison.checks, "down_up_ms": comparison.median_ms("down_up"),
             "down_up_over_launcher": comparison.ratio("down_up", "launcher"),
             "samples_ms": comparison.as_dict()["samples_ms"]}
