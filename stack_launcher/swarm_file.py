@@ -30,10 +30,18 @@ STACK_FILE_VERSION = "3.8"  # the newest schema Engine 20.10's stack loader know
 FILE_ENV_SUPPORT: Mapping[str, frozenset[str]] = {
     # docker-library/postgres docker-entrypoint.sh: `file_env` for these four.
     "postgres": frozenset({"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "POSTGRES_INITDB_ARGS"}),
-    # docs.n8n.io, "Keeping sensitive data in separate files" and the database variables
-    # page (each listed as `VAR / _FILE`).
+    # n8n's @n8n/config `readEnv`: `<ENV>_FILE` for every `@Env` variable (read when the
+    # plain one is unset).
     "n8nio/n8n": frozenset({"DB_POSTGRESDB_DATABASE", "DB_POSTGRESDB_USER", "DB_POSTGRESDB_PASSWORD",
                             "DB_POSTGRESDB_HOST", "N8N_ENCRYPTION_KEY", "N8N_USER_MANAGEMENT_JWT_SECRET"}),
+    # neo4j's docker-entrypoint.sh from 5.24.0 ("EXTRACT SECRETS FROM FILES"): any `X_FILE`
+    # fills X; the stack pins 5.26.7.
+    "neo4j": frozenset({"NEO4J_AUTH"}),
+    # minio's cmd/common-main.go `loadEnvVarsFromFiles`: MINIO_ROOT_USER_FILE and
+    # MINIO_ROOT_PASSWORD_FILE, an absolute path or a name under /run/secrets.
+    "minio/minio": frozenset({"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}),
+    # ClickHouse reads CLICKHOUSE_PASSWORD_FILE since 24.1, but a password set that way is
+    # reported to fail at login (ClickHouse/ClickHouse#85926, open): not mapped.
 }
 # A service may declare more in its own compose file, for an image the table does not know:
 # `x-file-env: [VAR, ...]`.
