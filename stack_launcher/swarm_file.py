@@ -80,6 +80,34 @@ def file_env_vars(service: Mapping) -> frozenset[str]:
     return known | frozenset(str(v) for v in declared if isinstance(v, str))
 
 
+def environment_map(environment) -> dict:
+    """A service's `environment` as a dict, whichever form compose printed it in.
+
+    `docker compose config --no-interpolate` keeps the list form as written: `KEY=VALUE`
+    (split at the first `=`, as compose does), or a bare `KEY`. A bare `KEY` (and `KEY:` with
+    no value in the dict form) means, in compose, KEY's value from the env files or the shell:
+    it becomes `${KEY}`, so that the stack loader takes it from the environment the launcher
+    gives `docker stack deploy` (which holds only the keys the stack file interpolates; a bare
+    entry left as it is would be filled from nothing)."""
+    if isinstance(environment, dict):
+        pairs = list(environment.items())
+    elif isinstance(environment, list):
+        pairs = [(str(item).partition("=")[0], str(item).partition("=")[2] if "=" in str(item) else None)
+                 for item in environment]
+    else:
+        return {}
+    return {str(var): "${" + str(var) + "}" if value is None else value for var, value in pairs if var}
+
+
+def _read_in_container(var: str, svc: Mapping) -> bool:
+    """Does the service's own command, entrypoint, healthcheck (any field but its
+    environment) read VAR from its environment (`$$VAR`, `$${VAR}`: a `$` the container's
+    shell expands)? Such a VAR keeps its plain value: with only `<VAR>_FILE` set, that
+    command would see it empty (the stack's postgres healthcheck reads `$$POSTGRES_USER`)."""
+    rest = json.dumps({k: v for k, v in svc.items() if k not in ("environment", FILE_ENV_EXTENSION)})
+    return re.search(r"\$\$\{?" + re.escape(var) + r"(?![A-Za-z0-9_])", rest) is not None
+
+
 def exact_reference(value) -> str | None:
     """KEY when `value` is exactly `${KEY}` (or its required form `${KEY:?msg}`), else None."""
     if not isinstance(value, str):
@@ -152,7 +180,10 @@ def render(model: Mapping, stack: str, profiles: tuple[str, ...], secret_names: 
         services[name], labels = _service(name, svc, chosen, stack, secret_names, file_keys, notes)
         if labels:
             constraints[name] = labels
-    top = {k: v for k, v in model.items() if k not in DROPPED_TOP_LEVEL_KEYS and k != "services"}
+    # `x-*` sections only hold anchors, which compose has already expanded where they are
+    # used; left in, the stack file would interpolate (and so be handed) their keys too.
+    top = {k: v for k, v in model.items()
+           if k not in DROPPED_TOP_LEVEL_KEYS and k != "services" and not str(k).startswith("x-")}
     top["version"] = STACK_FILE_VERSION
     top["services"] = services
     for section in ("networks", "volumes"):
@@ -239,13 +270,12 @@ def _service(name: str, svc: dict, chosen: Mapping, stack: str, secret_names: Ma
         deploy["placement"] = placement
     if deploy:
         out["deploy"] = deploy
-    environment = out.get("environment")
-    if isinstance(environment, dict):
+    if "environment" in out:
         env = {}
         secrets = list(out.get("secrets") or [])
-        for var, value in environment.items():
+        for var, value in environment_map(out["environment"]).items():
             key = exact_reference(value)
-            if key and var in readable and key in secret_names:
+            if key and var in readable and key in secret_names and not _read_in_container(var, svc):
                 env[f"{var}_FILE"] = f"/run/secrets/{key}"
                 if not any(isinstance(s, dict) and s.get("target") == key for s in secrets):
                     secrets.append({"source": secret_names[key], "target": key})

@@ -159,3 +159,43 @@ def test_the_stacks_neo4j_minio_and_n8n_read_their_secrets_from_files_and_clickh
                                                 "MINIO_ROOT_PASSWORD_FILE": "/run/secrets/MINIO_ROOT_PASSWORD"}
     assert services["n8n"]["environment"] == {"N8N_ENCRYPTION_KEY_FILE": "/run/secrets/N8N_ENCRYPTION_KEY"}
     assert services["clickhouse"]["environment"] == {"CLICKHOUSE_PASSWORD": "${CLICKHOUSE_PASSWORD:?x}"}
+
+
+def test_a_list_form_environment_keeps_every_value_and_a_bare_key_is_handed_to_the_stack():
+    """Compose prints `environment:` as written; `- KEY` (or `KEY:` with no value) means the
+    value from the env files or the shell, which only reaches the container as `${KEY}`."""
+    model = {"name": "p", "services": {
+        "pg": {"image": "postgres:16", "environment": ["POSTGRES_PASSWORD=${POSTGRES_PASSWORD}", "BARE_SECRET",
+                                                        "URL=a=b=${EXACT_KEY}", "DOLLAR=$$literal"]},
+        "app": {"image": "busybox", "environment": {"NULL_SECRET": None, "MODE": "plain"}}}}
+    names = {"POSTGRES_PASSWORD": "p_POSTGRES_PASSWORD_0"}
+    rendered = swarm_file.render(model, "p", (), names)
+    pg = rendered.stack["services"]["pg"]
+    assert pg["environment"] == {"POSTGRES_PASSWORD_FILE": "/run/secrets/POSTGRES_PASSWORD",
+                                 "BARE_SECRET": "${BARE_SECRET}", "URL": "a=b=${EXACT_KEY}", "DOLLAR": "$$literal"}
+    assert pg["secrets"] == [{"source": "p_POSTGRES_PASSWORD_0", "target": "POSTGRES_PASSWORD"}]
+    assert rendered.stack["services"]["app"]["environment"] == {"NULL_SECRET": "${NULL_SECRET}", "MODE": "plain"}
+    assert rendered.interpolated == {"BARE_SECRET", "EXACT_KEY", "NULL_SECRET"}
+
+
+def test_a_variable_the_services_own_healthcheck_or_command_reads_keeps_its_plain_value():
+    """The stack's postgres healthcheck runs `pg_isready -U "$$POSTGRES_USER"`: with only
+    POSTGRES_USER_FILE set it would ask for the wrong user and never get healthy."""
+    model = {"services": {"pg": {
+        "image": "postgres:16.9-alpine",
+        "environment": {"POSTGRES_USER": "${POSTGRES_USER}", "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD}"},
+        "healthcheck": {"test": ["CMD-SHELL", 'pg_isready -U "$$POSTGRES_USER"']},
+        "command": ["sh", "-c", "echo $${POSTGRES_USERNAME}"]}}}  # another variable: no match
+    names = {"POSTGRES_USER": "s_U_0", "POSTGRES_PASSWORD": "s_P_0"}
+    rendered = swarm_file.render(model, "s", (), names)
+    assert rendered.stack["services"]["pg"]["environment"] == {
+        "POSTGRES_USER": "${POSTGRES_USER}", "POSTGRES_PASSWORD_FILE": "/run/secrets/POSTGRES_PASSWORD"}
+    assert rendered.file_keys == {"POSTGRES_PASSWORD": {"pg"}}
+
+
+def test_top_level_extension_sections_are_dropped_and_their_keys_not_handed_over():
+    model = {"x-shared": {"environment": {"UNUSED_SECRET": "${UNUSED_SECRET}"}},
+             "services": {"app": {"image": "busybox", "environment": {"A": "${A}"}}}}
+    rendered = swarm_file.render(model, "s", (), {})
+    assert "x-shared" not in rendered.stack
+    assert rendered.interpolated == {"A"}
