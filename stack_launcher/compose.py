@@ -218,8 +218,12 @@ def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output
     def take(line: str) -> None:
         event = decode_event(line, masker) if sink is not None else None
         if event is not None:
-            tail.append(event_text(event))
-            sink.event(event)
+            text = event_text(event)
+            tail.append(text)
+            try:
+                sink.event(event)
+            except Exception:  # noqa: BLE001 - an event of a shape the view does not expect: drawing
+                sink.line(text)  # must never stop compose (run_streamed kills it on an error here)
             return
         line = redact(line)
         tail.append(line)

@@ -57,6 +57,8 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     try:
         with showing(out, view) if view is not None else contextlib.nullcontext():
             outcome = compose.run(argv, prepared.env, prepared.masker, out, settings.project_dir, sink=view)
+            if view is not None:
+                view.ended(outcome.code)
         if view is not None and outcome.code != 0 and compose.progress_unsupported(outcome):
             out.detail("This Compose has no --progress json (before 2.29): plain progress instead.")
             argv = prepared.target.up()
@@ -152,9 +154,18 @@ def show_summary(out: Output, settings: Settings, prepared, services: list[statu
     """One table on a terminal: service, what `up` did, state, health, URL, the changed keys it uses."""
     from rich.table import Table
 
+    console = out.console()
+    if console.width < 60:  # a table would cut every cell, URLs first: one line a service
+        console.print(f"Stack '{settings.project_name}' ({settings.environment}):", markup=False)
+        for s in services:
+            state = ", ".join(x for x in (s.action, s.state, s.health) if x)
+            console.print(f"  {s.name}: {state}" + "".join(f"\n    {url}" for url in s.urls), markup=False)
+        console.print(f"Secrets from {prepared.obtained.origin}; changed: "
+                      f"{prepared.changes.describe() if prepared.changes else 'none'}", markup=False)
+        return
     table = Table(title=f"Stack '{settings.project_name}' ({settings.environment})", title_justify="left")
     for column in ("service", "action", "state", "health", "url", "changed keys"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("service", "url"))  # the others give way first
     colours = {"running": "green", "exited": "red", "dead": "red", "restarting": "yellow"}
     for s in services:
         state = f"[{colours.get(s.state, 'yellow')}]{s.state}[/]" if s.state else ""
@@ -162,7 +173,6 @@ def show_summary(out: Output, settings: Settings, prepared, services: list[statu
             if s.health else ""
         action = f"[bold]{s.action}[/]" if s.action != "unchanged" else s.action
         table.add_row(s.name, action, state, health, "\n".join(s.urls), ", ".join(s.keys))
-    console = out.console()
     console.print(table)
     origin = prepared.obtained.origin
     changed = prepared.changes.describe() if prepared.changes else "none"

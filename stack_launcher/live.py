@@ -82,6 +82,7 @@ class ServicesView:
         self.console = console  # where a line that is not an event goes (above the view)
         self.rows: dict[str, Row] = {}
         self.errors: list[str] = []
+        self.exit_code: int | None = None
         self._lock = threading.Lock()
 
     def row(self, name: str) -> Row:
@@ -92,6 +93,16 @@ class ServicesView:
     @property
     def failed(self) -> bool:
         return bool(self.errors) or any(r.state == "failed" for r in self.rows.values())
+
+    @property
+    def stays(self) -> bool:
+        """Leave the rows on screen at the end: something failed, with or without an error event."""
+        return self.failed or self.exit_code not in (None, 0)
+
+    def ended(self, code: int) -> None:
+        """Compose's exit code: a failure with no error event (killed, out of memory) must
+        leave the rows on screen too."""
+        self.exit_code = code
 
     # -- events in --------------------------------------------------------------------------
 
@@ -147,8 +158,9 @@ class ServicesView:
 
     def _layer(self, row: Row, layer: str, word: str, event: Mapping[str, Any]) -> None:
         progress = row.layers.setdefault(layer, [0, 0])
-        if word == "Downloading" and isinstance(event.get("total"), int):
-            progress[0], progress[1] = int(event.get("current") or 0), int(event["total"])
+        total, current = event.get("total"), event.get("current")
+        if word == "Downloading" and isinstance(total, int) and total > 0:
+            progress[0], progress[1] = (current if isinstance(current, int) and current > 0 else 0), total
         elif word in ("Download complete", "Pull complete", "Already exists") and progress[1]:
             progress[0] = progress[1]
         if row.state not in ("failed", "pulled"):
@@ -169,15 +181,19 @@ class ServicesView:
         if not self.rows:
             return Text("")  # nothing yet (or compose failed first): no empty header left behind
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
-        for column in ("service", "state", "action", "progress"):
-            table.add_column(column)
+        # Names whole (langfuse-web and langfuse-worker must not both read `langfuse-w…`);
+        # the detail column gives way on a narrow terminal, one line a row.
+        table.add_column("service", no_wrap=True, min_width=max(len(name) for name in self.rows))
+        table.add_column("state", no_wrap=True)
+        table.add_column("action", no_wrap=True)
+        table.add_column("progress", no_wrap=True, overflow="ellipsis")
         with self._lock:
             for row in self.rows.values():
                 colour = STATE_COLOURS.get(row.state, "yellow")
                 detail: Any = ""
                 done, total = row.done_bytes
-                if row.state == "failed":
-                    detail = Text(row.reason, style="red")
+                if row.state == "failed":  # the whole reason is printed above the view
+                    detail = Text(row.reason.splitlines()[0] if row.reason else "", style="red")
                 elif row.state == "pulling" and total:
                     detail = Table.grid(padding=(0, 1))
                     detail.add_row(ProgressBar(total=total, completed=done, width=30),
@@ -208,7 +224,11 @@ def showing(out, view: ServicesView | None) -> Iterator[None]:
     with live:
         try:
             yield
-            ok = not view.failed
+            ok = not view.stays
+            if ok:  # an empty last frame: a view taller than the terminal leaves nothing behind
+                from rich.text import Text
+
+                live.update(Text(""), refresh=True)
         finally:
             if not ok:
                 live.transient = False  # leave the last frame, failed rows and reasons, on screen

@@ -75,6 +75,10 @@ class Masker:
         # A run adds the same values more than once (the last export, then the fresh one that
         # mostly repeats it): each is worked out once.
         fresh = {v for v in values if len(v) >= MIN_LENGTH} - self._added
+        # A multi-line value can reach us cut into separate strings (compose's JSON events:
+        # one line in an error's message, the next in a warning): each line is a value too.
+        fresh |= {line for v in fresh if "\n" in v for line in v.splitlines() if len(line) >= MIN_LENGTH}
+        fresh -= self._added
         for value in {form for v in fresh for form in printed_forms(v)}:
             if len(value) < MIN_LENGTH:
                 continue

@@ -70,7 +70,7 @@ def _urls(ports: str) -> tuple[str, ...]:
         match = _PUBLISHED.match(entry.strip())
         if not match or match.group(4) != "tcp":
             continue
-        host = match.group(1)
+        host = match.group(1).removeprefix("[").removesuffix("]")  # Docker CLI 27.3+: `[::]:80->80/tcp`
         first = int(match.group(2))
         last = min(int(match.group(3) or first), first + 99)
         shown = "localhost" if host in LOCAL_HOSTS else (f"[{host}]" if ":" in host else host)

@@ -101,7 +101,9 @@ PS = ("abc\tn8n\trunning\tUp 2 minutes (healthy)\t127.0.0.1:5678->5678/tcp\n"
       "def\tdb\trunning\tUp 2 minutes\t5432/tcp\n"
       "0a1\tollama\trunning\tUp 1 second (health: starting)\t0.0.0.0:11434->11434/tcp, :::11434->11434/tcp\n"
       "0b2\tcaddy\texited\tExited (1) 3 seconds ago\t\n"
-      "0c3\tweb\trunning\tUp 1 minute (unhealthy)\t10.0.0.5:8000-8001->80-81/tcp, 0.0.0.0:53->53/udp\n")
+      "0c3\tweb\trunning\tUp 1 minute (unhealthy)\t10.0.0.5:8000-8001->80-81/tcp, 0.0.0.0:53->53/udp\n"
+      # Docker CLI 27.3+ brackets IPv6 hosts
+      "0d4\tqdrant\trunning\tUp 5 seconds\t0.0.0.0:6333->6333/tcp, [::]:6333->6333/tcp, [fe80::1]:7000->7000/tcp\n")
 
 
 def test_urls_come_from_the_published_host_port_or_the_public_hostname():
@@ -109,6 +111,7 @@ def test_urls_come_from_the_published_host_port_or_the_public_hostname():
     assert now["n8n"].urls == ("http://localhost:5678",) and now["db"].urls == ()
     assert now["ollama"].urls == ("http://localhost:11434",), "IPv4 and IPv6 bindings: one URL"
     assert now["web"].urls == ("http://10.0.0.5:8000", "http://10.0.0.5:8001"), "a range; UDP has no URL"
+    assert now["qdrant"].urls == ("http://localhost:6333", "http://[fe80::1]:7000")
     assert [(now[s].state, now[s].health) for s in ("ollama", "caddy", "web")] == [
         ("running", "starting"), ("exited", ""), ("running", "unhealthy")]
     private = status.after_up({"db": now["db"]}, {k: now[k] for k in ("db", "n8n")}, "private", {})

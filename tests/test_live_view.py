@@ -8,6 +8,7 @@ import io
 import json
 import re
 import sys
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,6 +158,53 @@ def test_a_line_that_is_not_an_event_is_relayed_masked_and_the_view_goes_on(tmp_
     assert all("unchanged" in row(screen, s) for s in ("web", "db", "worker"))
 
 
+def test_an_event_of_an_unexpected_shape_is_shown_as_a_line_and_compose_runs_to_its_end(tmp_path):
+    stream = tmp_path / "odd.jsonl"
+    lines = (EVENTS / "unchanged.jsonl").read_text().splitlines(keepends=True)
+    odd = '{"id":"l1","parent_id":"web","text":"Downloading","current":"5 MB","total":-1}\n'
+    weird = '{"id":["not","a","name"],"status":{"odd":1}}\n'
+    stream.write_text(lines[0] + odd + weird + "".join(lines[1:]))
+    screen, view, outcome = replay(stream, tmp_path)
+    assert outcome.code == 0, "compose was not stopped by the view"
+    assert all("unchanged" in row(screen, s) for s in ("web", "db", "worker")), screen
+    assert "-1 B" not in screen
+
+
+def test_a_compose_that_fails_without_an_error_event_leaves_its_rows_on_screen(tmp_path):
+    stream = tmp_path / "killed.jsonl"
+    stream.write_text("".join((EVENTS / "recreate.jsonl").read_text().splitlines(keepends=True)[:4]))
+    screen = console()
+    view = live.ServicesView("liveview", console=screen)
+    out = Output(stream=io.StringIO())
+    out._console = screen
+    argv = [sys.executable, "-c", "import sys; sys.stderr.write(open(sys.argv[1]).read()); sys.exit(137)",
+            str(stream)]
+    with live.showing(out, view):
+        outcome = compose.run(argv, {}, Masker(SECRETS), out, tmp_path, sink=view)
+        view.ended(outcome.code)
+    assert outcome.code == 137 and not view.errors and not view.failed
+    assert view.stays, "the rows would vanish although compose failed"
+    _, done, ok = replay(EVENTS / "recreate.jsonl", tmp_path)
+    done.ended(ok.code)
+    assert not done.stays, "after a good run the summary replaces the rows"
+
+
+def test_on_a_narrow_terminal_the_summary_is_one_line_a_service_with_whole_urls():
+    from rich.console import Console
+
+    recorded = json.loads((EVENTS / "first_start.json").read_text())
+    services = status.after_up({}, status.parse_ps(recorded["ps"]), "private", {})
+    out = Output(stream=io.StringIO())
+    out._console = Console(record=True, width=40, file=io.StringIO(), force_terminal=True, color_system=None)
+    settings = SimpleNamespace(project_name="liveview", environment="private")
+    prepared = SimpleNamespace(obtained=SimpleNamespace(origin="infisical"), changes=None)
+    launch.show_summary(out, settings, prepared, services)
+    screen = out._console.export_text()
+    web = next(s for s in services if s.name == "web")
+    assert web.urls and all(url in screen for url in web.urls), screen
+    assert "  web: created, running" in screen and "…" not in screen
+
+
 def test_the_summary_after_the_view_gives_each_url(tmp_path):
     recorded = json.loads((EVENTS / "first_start.json").read_text())
     services = status.after_up({}, status.parse_ps(recorded["ps"]), "private", {})
@@ -188,7 +236,7 @@ def test_compose_still_emits_the_events_the_recordings_hold(tmp_path, cli):
 
     if not shutil.which(cli):
         pytest.skip(f"{cli} is not installed")
-    project = f"liveview-{tmp_path.name}".lower().replace("_", "-")
+    project = f"liveview-{uuid.uuid4().hex[:8]}"  # unique: other runs may share the engine
     record(tmp_path, pull=True, only=2, project=project, cli=cli)
     for name in ("first_start", "unchanged"):
         now = [json.loads(line.replace(project, "liveview"))

@@ -65,3 +65,10 @@ def test_a_secret_never_reaches_the_terminal_however_the_output_is_chunked(secre
     stream = f"{before}{secret}{after}\n"
     chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
     assert secret not in relay(masker, chunks)
+
+
+def test_a_multi_line_secret_cut_across_two_separate_messages_is_masked_in_both():
+    key = "-----BEGIN KEY-----\nMIIEabcdefghij\n-----END KEY-----"
+    masker = Masker([key])
+    assert masker.mask("error: -----BEGIN KEY-----\nMIIEabcdefghij") == "error: ***\n***"
+    assert masker.mask("warning: -----END KEY----- is odd") == "warning: *** is odd"
