@@ -167,6 +167,8 @@ class EventSink(Protocol):
 
     def line(self, text: str) -> None: ...
 
+    def flush(self) -> None: ...
+
 
 # The `--progress json` events, one JSON object a line on stderr. Their fields are compose's
 # `jsonMessage` (docker/compose pkg/progress/json.go in v2.x, cmd/display/json.go from v5):
@@ -243,6 +245,8 @@ def run(argv: Sequence[str], env: Mapping[str, str], masker: Masker, out: Output
     finally:
         for line in masker.flush():
             take(line)
+        if sink is not None:
+            sink.flush()  # the lines a view batches for its next redraw, before anything else prints
     outcome = Outcome(code, tuple(tail))
     if code != 0:
         diagnose(outcome, argv[argv.index("-p") + 1] if "-p" in argv else "")

@@ -34,6 +34,8 @@ STATE_COLOURS = {"running": "green", "healthy": "green", "pulled": "green", "fai
                  "exited": "red", "unhealthy": "bold red"}
 # An error the command ends with names the container: `container P-web-1 is unhealthy`,
 # `dependency failed to start: container P-db-1 exited (1)`.
+# Compose before 2.29 knows --progress but not json (compose.progress_unsupported).
+REFUSED_JSON = 'unsupported --progress value "json"'
 FAILED_CONTAINER = re.compile(r"container (\S+?) (is unhealthy|exited \(\d+\)|has run to completion|.*)$")
 
 
@@ -84,6 +86,8 @@ class ServicesView:
         self.errors: list[str] = []
         self.exit_code: int | None = None
         self._lock = threading.Lock()
+        self._pending: list[str] = []  # lines waiting for the next print (`line`)
+        self._flushed = 0.0
 
     def row(self, name: str) -> Row:
         if name not in self.rows:
@@ -167,9 +171,24 @@ class ServicesView:
             row.state = "pulling"
 
     def line(self, text: str) -> None:
-        """A line of compose's output that is not an event (already masked): above the view."""
-        if self.console is not None and text.strip():
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        """A line of compose's output that is not an event (already masked): above the view.
+
+        Every print redraws the whole view under rich's Live, so lines are printed together
+        at most REFRESH times a second (`flush`), however fast compose writes them."""
+        if self.console is None or not text.strip() or REFUSED_JSON in text:
+            return  # (a Compose before 2.29 refusing json: `up` runs again in plain mode, said once)
+        with self._lock:
+            self._pending.append(text)
+            due = time.monotonic() - self._flushed >= 1 / REFRESH
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            self._flushed = time.monotonic()
+        if lines and self.console is not None:
+            self.console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
     # -- drawing ----------------------------------------------------------------------------
 
@@ -224,12 +243,14 @@ def showing(out, view: ServicesView | None) -> Iterator[None]:
     with live:
         try:
             yield
+            view.flush()
             ok = not view.stays
             if ok:  # an empty last frame: a view taller than the terminal leaves nothing behind
                 from rich.text import Text
 
                 live.update(Text(""), refresh=True)
         finally:
+            view.flush()  # what compose said last (an error, a signal's lines) is never held back
             if not ok:
                 live.transient = False  # leave the last frame, failed rows and reasons, on screen
 
@@ -267,6 +288,9 @@ class WaitView:
     def line(self, text: str) -> None:
         if self.verbose and self.console is not None and text.strip():
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def flush(self) -> None:
+        """Lines are printed as they come: the spinner is one line, cheap to redraw."""
 
     def describe(self) -> str:
         elapsed = int(time.monotonic() - self.started)
