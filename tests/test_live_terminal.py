@@ -17,7 +17,14 @@ from test_launch import TRICKY, launch, project  # noqa: F401 (fixture)
 LIVE_HEADER = ("service", "state", "action", "progress")  # the live view's columns, in a row
 
 
-def run_in_tmux(project, tmp_path, *args: str, every: float = 0.05) -> tuple[str, list[str]]:
+class Screens(list):
+    """Every screen captured, and `raw`: every byte the launcher wrote to the terminal (a value
+    drawn and overwritten between two captures is in there too)."""
+
+    raw = ""
+
+
+def run_in_tmux(project, tmp_path, *args: str, every: float = 0.05) -> tuple[str, Screens]:
     """Run the launcher in a 200x60 tmux pane; (its exit code, every screen captured)."""
     if not shutil.which("tmux"):
         pytest.skip("tmux is not installed")
@@ -31,11 +38,14 @@ def run_in_tmux(project, tmp_path, *args: str, every: float = 0.05) -> tuple[str
     tmux = ["tmux", "-S", str(tmp_path / f"tmux-{done.name}.sock")]
     subprocess.run([*tmux, "new-session", "-d", "-x", "200", "-y", "60", "-s", "t", command], check=True,
                    stdin=subprocess.DEVNULL)
+    raw = tmp_path / f"raw-{done.name}.log"
+    subprocess.run([*tmux, "pipe-pane", "-t", "t", f"cat >> {shlex.quote(str(raw))}"], check=True,
+                   stdin=subprocess.DEVNULL)
 
     def capture() -> str:
         return subprocess.run([*tmux, "capture-pane", "-p", "-t", "t"], capture_output=True, text=True).stdout
 
-    screens = []
+    screens = Screens()
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not done.exists():
@@ -44,6 +54,7 @@ def run_in_tmux(project, tmp_path, *args: str, every: float = 0.05) -> tuple[str
         screens.append(capture())
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+    screens.raw = raw.read_bytes().decode("utf-8", "replace") if raw.exists() else ""
     return done.read_text().strip() if done.exists() else "timeout", screens
 
 
@@ -51,8 +62,9 @@ def shows_live_view(screen: str) -> bool:
     return any(line.split()[:4] == list(LIVE_HEADER) for line in screen.splitlines())
 
 
-def assert_no_value_on(screens: list[str], values) -> None:
-    for screen in screens:
+def assert_no_value_on(screens: Screens, values) -> None:
+    assert screens.raw, "tmux recorded nothing the launcher wrote"
+    for screen in [*screens, screens.raw]:
         for value in values:
             for part in value.split("\n"):
                 if len(part) >= 6:
