@@ -156,22 +156,20 @@ def check_engine(settings: Settings) -> Check:
     return Check(name, FAIL, f"the Docker engine is not reachable: {reason}", fix)
 
 
-def check_swarm(settings: Settings) -> Check:
-    """`--target swarm`: the engine must be a swarm manager, and `.env` must key the secrets' names."""
+def check_swarm(settings: Settings, masker: Masker) -> Check:
+    """`--target swarm`: the engine must be a swarm manager, and `.env` must key the secrets'
+    names (by the rule `up` applies: swarm_launch.name_key, so the two never disagree)."""
     from . import swarm
     from .errors import LauncherError
-    from .keys import SWARM_NAME_KEY
+    from .swarm_launch import name_key
 
     name = "swarm"
     try:
-        swarm.require_manager(settings.shell)
-        nodes = swarm.node_labels(settings.shell)
+        swarm.require_manager(settings.shell, masker.mask)
+        nodes = swarm.node_labels(settings.shell, masker.mask)
+        name_key(settings)
     except LauncherError as exc:
         return Check(name, FAIL, exc.message, exc.hint)
-    if len(settings.shell.get(SWARM_NAME_KEY) or settings.dotenv.get(SWARM_NAME_KEY) or "") < 16:
-        return Check(name, FAIL, f"{settings.env_file.name} has no {SWARM_NAME_KEY} (16 characters or more), "
-                     "which keys the Docker secrets' names",
-                     f"run `python start_services.py init`, or add {SWARM_NAME_KEY}=<`openssl rand -hex 32`>")
     return Check(name, PASS, f"this engine is a swarm manager; {_plural(len(nodes), 'node')} ready and active")
 
 
@@ -708,7 +706,7 @@ def collect(settings: Settings, swarm_target: bool = False) -> list[Check]:
         ("export-age", lambda: check_export_age(settings)),
         ("git-ignore", lambda: check_git(settings)),
         ("shell-shadowing", lambda: check_shadowing(settings)),
-    ] + ([("swarm", lambda: check_swarm(settings))] if swarm_target else [])
+    ] + ([("swarm", lambda: check_swarm(settings, masker))] if swarm_target else [])
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
         futures = [pool.submit(_guarded(name, probe)) for name, probe in probes]
         checks = [future.result() for future in futures]

@@ -128,12 +128,16 @@ def _export(request: infisical_source.Request, settings: Settings, masker: Maske
     return infisical_source.start_export(request, settings.shell, masker).collect()
 
 
-def obtain_for_swarm(settings: Settings, masker: Masker, deployed: bool, unreachable: str | None = None) -> Obtained:
+def obtain_for_swarm(settings: Settings, masker: Masker, deployed: bool, unreachable: str | None = None, *,
+                     kept_secrets: bool = False) -> Obtained:
     """`--target swarm`: fresh export -> the versions the swarm already runs -> `.env`.
 
     Nothing is written and no `.env.infisical` is read: the swarm itself is the last good
     copy. When Infisical cannot be had and the stack is deployed, the result is DEPLOYED
-    (nothing rotates); a first deploy without Infisical uses `.env`."""
+    (nothing rotates); a first deploy without Infisical uses `.env`. `kept_secrets`: the
+    stack has no service but its Docker secrets are still there (after `down`): it was
+    deployed before, so `.env`'s values would silently replace Infisical's; refused (exit 3)
+    unless --skip-infisical asks for `.env`."""
     if settings.mode is SecretsMode.skip:
         return Obtained(DOTENV_ONLY, reason="--skip-infisical")
     if settings.mode is SecretsMode.offline:
@@ -150,6 +154,13 @@ def obtain_for_swarm(settings: Settings, masker: Masker, deployed: bool, unreach
         reason = str(exc)
         if settings.mode is SecretsMode.require:
             raise LauncherError(f"Infisical is required but unavailable: {reason}", INFISICAL_UNAVAILABLE) from None
+        if not deployed and kept_secrets:
+            raise LauncherError(
+                f"Infisical unavailable: {reason}; the stack has no running services but Docker secrets from an "
+                f"earlier deploy, so {settings.env_file.name}'s values could replace Infisical's",
+                INFISICAL_UNAVAILABLE,
+                f"run again when Infisical is reachable, or with --skip-infisical to deploy "
+                f"{settings.env_file.name}'s values")
         return Obtained(DEPLOYED if deployed else DOTENV_ONLY, reason=reason)
     return Obtained(FRESH, export.secrets, warnings=tuple(export.warnings))
 

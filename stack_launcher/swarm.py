@@ -8,6 +8,8 @@ from its environment, which holds nothing else but what the docker CLI itself ne
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -132,13 +134,19 @@ def _lines(text: str) -> list[dict]:
     return rows
 
 
-def _checked(result: Result, what: str) -> Result:
+Mask = Callable[[str], str]  # the run's Masker.mask: every text from docker passes it before it is shown
+
+
+def _checked(result: Result, what: str, mask: Mask) -> Result:
+    # stderr only: stdout is data (`service inspect` prints each service's Env, values and all).
     if result.returncode != 0:
-        raise LauncherError(f"{what} failed: {first_line(result.stderr or result.stdout)}", DOCKER_UNAVAILABLE)
+        raise LauncherError(f"{what} failed: {first_line(mask(result.stderr))}", DOCKER_UNAVAILABLE)
     return result
 
 
 def first_line(text: str) -> str:
+    """The first non-blank line, cut to 300 characters: of text already masked (a value
+    cut first would no longer match the masker)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:300] if lines else "no message"
 
@@ -149,10 +157,11 @@ class SwarmState:
     manager: bool
 
 
-def state(shell: Mapping[str, str]) -> SwarmState:
+def state(shell: Mapping[str, str], mask: Mask) -> SwarmState:
     result = run(info_argv(), shell, timeout=20)
     if result.returncode != 0:
-        raise LauncherError(f"the Docker engine is not reachable: {first_line(result.stderr)}", DOCKER_UNAVAILABLE,
+        raise LauncherError(f"the Docker engine is not reachable: {first_line(mask(result.stderr))}",
+                            DOCKER_UNAVAILABLE,
                             "start Docker and check you may use it (`docker info`)")
     try:
         swarm = json.loads(result.stdout)
@@ -161,11 +170,18 @@ def state(shell: Mapping[str, str]) -> SwarmState:
     return SwarmState(str(swarm.get("LocalNodeState") or "inactive"), bool(swarm.get("ControlAvailable")))
 
 
-def require_manager(shell: Mapping[str, str]) -> None:
+def require_manager(shell: Mapping[str, str], mask: Mask) -> None:
     """`--target swarm` deploys through a manager: exit 4 with the fix otherwise."""
-    found = state(shell)
+    found = state(shell, mask)
     if found.node_state == "active" and found.manager:
         return
+    if found.node_state == "locked":
+        # A locked manager (autolock, after a restart) is still in the swarm: `swarm init`
+        # would fail ("already part of a swarm"); the unlock key opens it.
+        raise LauncherError("this Docker engine's swarm is locked (autolock is on and the engine restarted)",
+                            DOCKER_UNAVAILABLE,
+                            "unlock it with `docker swarm unlock` and the unlock key (`docker swarm unlock-key` "
+                            "on another manager shows it)")
     if found.node_state == "active":
         raise LauncherError("this Docker engine is a swarm worker, not a manager: `docker stack deploy` needs a "
                             "manager", DOCKER_UNAVAILABLE,
@@ -182,27 +198,46 @@ class DeployedSecret:
     id: str
     name: str
     key: str
-    created: str  # RFC 3339, sorts in time order
+    created: str  # RFC 3339 with nanoseconds, as the engine prints it
 
 
-def secrets(stack: str, shell: Mapping[str, str]) -> list[DeployedSecret]:
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+_NEWEST = (datetime.max.replace(tzinfo=timezone.utc), 0)
+
+
+def created_order(created: str) -> tuple[datetime, int]:
+    """A sort key in time order. Not the string: a fraction's digits vary (the engine drops
+    trailing zeros, so `...:05Z` sorts after `...:05.5Z`) and so may the zone. One that does
+    not parse sorts as the newest, which the cleanup keeps."""
+    m = _TIMESTAMP.fullmatch(created.strip())
+    if not m:
+        return _NEWEST
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    try:
+        when = datetime.fromisoformat(m.group(1) + zone).astimezone(timezone.utc)
+    except ValueError:
+        return _NEWEST
+    return when, int((m.group(2) or "0")[:9].ljust(9, "0"))
+
+
+def secrets(stack: str, shell: Mapping[str, str], mask: Mask) -> list[DeployedSecret]:
     """Every Docker secret this launcher made for the stack, oldest first."""
-    rows = _lines(_checked(run(secret_ls_argv(stack), shell), "`docker secret ls`").stdout)
+    rows = _lines(_checked(run(secret_ls_argv(stack), shell), "`docker secret ls`", mask).stdout)
     if not rows:
         return []
     found = []
-    for item in _inspect("secret", [str(r["ID"]) for r in rows], shell):
+    for item in _inspect("secret", [str(r["ID"]) for r in rows], shell, mask):
         labels = (item.get("Spec") or {}).get("Labels") or {}
         found.append(DeployedSecret(str(item.get("ID")), str((item.get("Spec") or {}).get("Name")),
                                     str(labels.get(SECRET_KEY_LABEL, "")), str(item.get("CreatedAt", ""))))
-    return sorted(found, key=lambda s: (s.created, s.name))
+    return sorted(found, key=lambda s: (created_order(s.created), s.name))
 
 
 def create_secret(stack: str, key: str, name: str, value: str, shell: Mapping[str, str],
                   mask: Callable[[str], str]) -> None:
     result = run(secret_create_argv(stack, key, name), shell, stdin=value.encode("utf-8"))
     if result.returncode != 0 and "already exists" not in result.stderr:
-        raise LauncherError(f"`docker secret create` for {key} failed: {mask(first_line(result.stderr))}",
+        raise LauncherError(f"`docker secret create` for {key} failed: {first_line(mask(result.stderr))}",
                             DOCKER_UNAVAILABLE)
 
 
@@ -210,10 +245,10 @@ def remove_secrets(names: Sequence[str], shell: Mapping[str, str]) -> Result:
     return run(secret_rm_argv(names), shell)
 
 
-def _inspect(kind: str, ids: Sequence[str], shell: Mapping[str, str]) -> list[dict]:
+def _inspect(kind: str, ids: Sequence[str], shell: Mapping[str, str], mask: Mask) -> list[dict]:
     if not ids:
         return []
-    result = _checked(run(inspect_argv(kind, ids), shell), f"`docker {kind} inspect`")
+    result = _checked(run(inspect_argv(kind, ids), shell), f"`docker {kind} inspect`", mask)
     try:
         items = json.loads(result.stdout)
     except ValueError:
@@ -227,19 +262,23 @@ class Service:
     spec: dict = field(repr=False)
     update_state: str  # "", "updating", "completed", "paused", "rollback_started", ...
     replicas: int | None  # desired; None for a global service
+    # The spec before the last update: what `docker service rollback` (or a failed update's
+    # automatic rollback) returns to, Docker secrets and all.
+    previous_spec: dict = field(default_factory=dict, repr=False)
 
 
-def services(stack: str, shell: Mapping[str, str]) -> dict[str, Service]:
+def services(stack: str, shell: Mapping[str, str], mask: Mask) -> dict[str, Service]:
     """The stack's services as Swarm holds them, by their name in the stack file."""
-    rows = _lines(_checked(run(service_ls_argv(stack), shell), "`docker service ls`").stdout)
+    rows = _lines(_checked(run(service_ls_argv(stack), shell), "`docker service ls`", mask).stdout)
     found = {}
-    for item in _inspect("service", [str(r["ID"]) for r in rows], shell):
+    for item in _inspect("service", [str(r["ID"]) for r in rows], shell, mask):
         spec = item.get("Spec") or {}
         full = str(spec.get("Name", ""))
         name = full[len(stack) + 1:] if full.startswith(stack + "_") else full
         mode = spec.get("Mode") or {}
         replicas = (mode.get("Replicated") or {}).get("Replicas") if "Replicated" in mode else None
-        found[name] = Service(name, spec, str((item.get("UpdateStatus") or {}).get("State", "")), replicas)
+        found[name] = Service(name, spec, str((item.get("UpdateStatus") or {}).get("State", "")), replicas,
+                              item.get("PreviousSpec") or {})
     return found
 
 
@@ -266,11 +305,11 @@ def containers(stack: str, shell: Mapping[str, str]) -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
-def node_labels(shell: Mapping[str, str]) -> list[dict[str, str]]:
+def node_labels(shell: Mapping[str, str], mask: Mask) -> list[dict[str, str]]:
     """Each ready, active node's labels."""
-    rows = _lines(_checked(run(node_ls_argv(), shell), "`docker node ls`").stdout)
+    rows = _lines(_checked(run(node_ls_argv(), shell), "`docker node ls`", mask).stdout)
     found = []
-    for item in _inspect("node", [str(r["ID"]) for r in rows], shell):
+    for item in _inspect("node", [str(r["ID"]) for r in rows], shell, mask):
         spec, status = item.get("Spec") or {}, item.get("Status") or {}
         if spec.get("Availability", "active") == "active" and status.get("State", "ready") == "ready":
             found.append(dict(spec.get("Labels") or {}))

@@ -30,6 +30,9 @@ from .settings import Settings, require_dotenv
 # (MAX_ARG_STRLEN, 32 pages, counted with "KEY=" and the closing NUL): `docker stack deploy`
 # would fail with "Argument list too long".
 MAX_VARIABLE_BYTES = 128 * 1024
+# Nor can all of them together, with argv, go over ARG_MAX (a quarter of the default 8 MiB
+# stack: 2 MiB), each string counted with its NUL and its pointer.
+MAX_EXEC_BYTES = 2 * 1024 * 1024
 POLL_S = 1.0
 
 
@@ -43,7 +46,8 @@ class SwarmPrepared:
     secret_names: dict[str, str]  # key -> the Docker secret name its current value gets
 
 
-def _name_key(settings: Settings) -> bytes:
+def name_key(settings: Settings) -> bytes:
+    """The key of the secrets' names' HMAC, or exit 6 with the fix (doctor checks by it)."""
     value = settings.shell.get(keys.SWARM_NAME_KEY) or settings.dotenv.get(keys.SWARM_NAME_KEY)
     if not value or len(value) < 16:
         raise LauncherError(f"--target swarm names Docker secrets by an HMAC keyed by {keys.SWARM_NAME_KEY}, "
@@ -68,7 +72,8 @@ def compose_model(settings: Settings, masker: Masker) -> dict:
                             (settings.env_file,), settings.profiles)
     env = compose.compose_env(settings.shell, settings.profiles)
     result = compose.capture(target.config_json(interpolate=False), env, settings.project_dir)
-    lines = [compose.redact(masker.mask(line)) for line in result.stderr.splitlines() if line.strip()]
+    # Masked whole, then split: a multi-line value would pass line by line in fragments.
+    lines = [compose.redact(line) for line in masker.mask(result.stderr).splitlines() if line.strip()]
     if result.returncode != 0:
         compose.diagnose(compose.Outcome(result.returncode, tuple(lines)), settings.project_name)
         raise LauncherError(f"docker compose cannot read the compose files: {(lines or ['no message'])[-1]}",
@@ -81,13 +86,13 @@ def compose_model(settings: Settings, masker: Masker) -> dict:
 
 def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_timeout: float) -> SwarmPrepared:
     require_dotenv(settings)
-    swarm.require_manager(settings.shell)
-    name_key = _name_key(settings)
     classes = keys.classify(settings)
     if classes.problem:
         out.warn(f"{classes.problem}; masking .env values by their names only")
-    masker = seed_masker(settings, classes)
-    deployed = swarm.services(settings.project_name, settings.shell)
+    masker = seed_masker(settings, classes)  # first: docker's messages below pass it
+    swarm.require_manager(settings.shell, masker.mask)
+    hmac_key = name_key(settings)
+    deployed = swarm.services(settings.project_name, settings.shell, masker.mask)
     unreachable = None
     if bootstrap.applies(settings):
         if start_infisical:  # the local Infisical stays a compose project on the manager
@@ -96,7 +101,10 @@ def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_tim
             running = bootstrap.is_running(settings)
             out.info(f"Local Infisical ({settings.infisical_project_name}): "
                      f"{'running' if running else 'not running (nothing is started)'}.")
-    obtained = obtain_for_swarm(settings, masker, bool(deployed), unreachable)
+    # With no service (after `down`) the stack's Docker secrets may still be there: asked only
+    # then, so that a rerun without Infisical does not silently deploy `.env`'s older values.
+    kept = bool(deployed) or bool(swarm.secrets(settings.project_name, settings.shell, masker.mask))
+    obtained = obtain_for_swarm(settings, masker, bool(deployed), unreachable, kept_secrets=kept)
     masker.add(s.reveal() for s in obtained.secrets.values())
     report_origin(obtained, settings, out)
     shadowed = keys.shadowed_keys(settings, obtained.secrets)
@@ -106,7 +114,7 @@ def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_tim
     values = _values(settings, obtained)
     # Any key the stack file uses exactly, as `${KEY}`, may become a Docker secret; never
     # the variables that only tell the docker CLI where the engine is.
-    names = {key: swarm_file.secret_name(settings.project_name, key, value, name_key)
+    names = {key: swarm_file.secret_name(settings.project_name, key, value, hmac_key)
              for key, value in values.items() if value and key not in swarm.CLI_VARS and not swarm.steers_cli(key)}
     rendered = swarm_file.render(compose_model(settings, masker), settings.project_name, settings.profiles, names)
     for note in rendered.notes:
@@ -114,18 +122,29 @@ def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_tim
     return SwarmPrepared(masker, obtained, values, rendered, deployed, names)
 
 
-def _check_sizes(prepared: SwarmPrepared) -> None:
-    for key in sorted(prepared.rendered.interpolated):
-        value = prepared.values.get(key)
-        if value is None:
-            continue
-        size = len(key.encode("utf-8")) + 2 + len(value.encode("utf-8"))
+def deploy_environment(prepared: SwarmPrepared, settings: Settings) -> dict[str, str]:
+    """`docker stack deploy`'s environment, or exit 6 when it could not start with it (a key
+    that steers the docker CLI, a value over 128 KiB, all of them over ARG_MAX). `up` asks
+    before it creates any Docker secret, `plan` asks too: neither may promise a deploy that
+    would then fail half-way."""
+    env = swarm.deploy_env(settings.shell, prepared.values, prepared.rendered.interpolated)
+    fix = (f"have the service read it from a file: `<VAR>_FILE` for an image that supports it "
+           f"(docs/swarm.md), or `{swarm_file.FILE_ENV_EXTENSION}: [VAR]` on the service")
+    for key in sorted(prepared.rendered.interpolated & env.keys()):
+        size = len(key.encode("utf-8")) + 2 + len(env[key].encode("utf-8"))
         if size > MAX_VARIABLE_BYTES:
-            raise LauncherError(
-                f"{key} is {size // 1024} KiB: a variable over 128 KiB cannot reach `docker stack deploy` through "
-                "its environment", BAD_CONFIG,
-                f"have the service read it from a file: `<VAR>_FILE` for an image that supports it "
-                f"(docs/swarm.md), or `{swarm_file.FILE_ENV_EXTENSION}: [VAR]` on the service")
+            raise LauncherError(f"{key} is {size // 1024} KiB: a variable over 128 KiB cannot reach `docker stack "
+                                "deploy` through its environment", BAD_CONFIG, fix)
+    argv = swarm.stack_deploy_argv(Path(tempfile.gettempdir()) / "start-services-stack-XXXXXXXX" / "stack.json",
+                                   settings.project_name)
+    total = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) + 2 + 8 for k, v in env.items()) \
+        + sum(len(a.encode("utf-8")) + 1 + 8 for a in argv)
+    if total > MAX_EXEC_BYTES:
+        largest = sorted((k for k in prepared.rendered.interpolated & env.keys()), key=lambda k: -len(env[k]))[:3]
+        raise LauncherError(f"the values `docker stack deploy` gets in its environment come to {total // 1024} KiB: "
+                            "over the 2 MiB a process's arguments and environment may hold together "
+                            f"(largest: {', '.join(largest)})", BAD_CONFIG, fix.replace("read it", "read the largest"))
+    return env
 
 
 def _check_placement(prepared: SwarmPrepared, shell: Mapping[str, str]) -> None:
@@ -133,7 +152,7 @@ def _check_placement(prepared: SwarmPrepared, shell: Mapping[str, str]) -> None:
     needed = {label: service for service, labels in prepared.rendered.constraints.items() for label in labels}
     if not needed:
         return
-    nodes = swarm.node_labels(shell)
+    nodes = swarm.node_labels(shell, prepared.masker.mask)
     missing = sorted(label for label in needed if not any(n.get(label) == "true" for n in nodes))
     if missing:
         services = sorted({needed[label] for label in missing})
@@ -151,7 +170,9 @@ CLI_NOTICES = ("Since --detach=false was not specified", "In a future release, -
 
 
 def _relay(text: str, masker: Masker, out: Output) -> list[str]:
-    lines = [masker.mask(line) for line in text.splitlines() if line.strip() and not line.startswith(CLI_NOTICES)]
+    # The whole text first, then lines: a value with a newline, masked line by line, would
+    # pass in fragments no single line matches.
+    lines = [line for line in masker.mask(text).splitlines() if line.strip() and not line.startswith(CLI_NOTICES)]
     for line in lines:
         out.relay(line)
     return lines
@@ -178,7 +199,7 @@ def up(settings: Settings, out: Output, *, start_timeout: float, converge_timeou
         out.success(f"Stack '{stack}' left as deployed ({', '.join(sorted(prepared.deployed))}): "
                     "no secret version changed.")
         return OK
-    _check_sizes(prepared)
+    env = deploy_environment(prepared, settings)
     wanted = {prepared.secret_names[key]: key for key in rendered.file_keys}
     if dry_run:
         out.result("Dry run: nothing created, nothing deployed.")
@@ -188,12 +209,11 @@ def up(settings: Settings, out: Output, *, start_timeout: float, converge_timeou
         out.result(f"Command: {compose.display(swarm.stack_deploy_argv(Path('<stack file>'), stack))}")
         return OK
     _check_placement(prepared, settings.shell)
-    existing = {s.name for s in swarm.secrets(stack, settings.shell)}
+    existing = {s.name for s in swarm.secrets(stack, settings.shell, prepared.masker.mask)}
     for name, key in sorted(wanted.items()):
         if name not in existing:
             out.detail(f"$ {compose.display(swarm.secret_create_argv(stack, key, name))} < (the value of {key})")
             swarm.create_secret(stack, key, name, prepared.values[key], settings.shell, prepared.masker.mask)
-    env = swarm.deploy_env(settings.shell, prepared.values, rendered.interpolated)
     with tempfile.TemporaryDirectory(prefix="start-services-stack-") as tmp:
         # The stack file names keys, never values; still private, and gone after the deploy.
         path = Path(tmp) / "stack.json"
@@ -209,7 +229,7 @@ def up(settings: Settings, out: Output, *, start_timeout: float, converge_timeou
         raise LauncherError(f"docker stack deploy failed: {(lines or ['no message'])[-1]}", FAILED)
     converged = converge(stack, rendered.services, settings.shell, converge_timeout, out, prepared.masker)
     out.record(services=[{"name": name, "state": "converged"} for name in converged])
-    prune_secrets(stack, settings.shell, out)
+    prune_secrets(stack, settings.shell, out, prepared.masker)
     out.success(f"Stack '{stack}' is deployed to the swarm "
                 f"({'profile ' + settings.profile if settings.profile else 'no profile'}, {settings.environment}).")
     return OK
@@ -224,7 +244,7 @@ def converge(stack: str, names: list[str], shell: Mapping[str, str], timeout: fl
     settled = 0
     with out.status(f"Waiting for {len(names)} service(s) to converge..."):
         while True:
-            pending = _pending(stack, names, shell)
+            pending = _pending(stack, names, shell, masker)
             if not pending:
                 settled += 1
                 if settled >= 2:
@@ -245,8 +265,8 @@ def converge(stack: str, names: list[str], shell: Mapping[str, str], timeout: fl
     return names
 
 
-def _pending(stack: str, names: list[str], shell: Mapping[str, str]) -> dict[str, str]:
-    current = swarm.services(stack, shell)
+def _pending(stack: str, names: list[str], shell: Mapping[str, str], masker: Masker) -> dict[str, str]:
+    current = swarm.services(stack, shell, masker.mask)
     pending = {}
     for name in names:
         service = current.get(name)
@@ -274,29 +294,34 @@ def _last_error(stack: str, name: str, shell: Mapping[str, str]) -> str:
     return ""
 
 
-def _in_use(stack: str, shell: Mapping[str, str]) -> set[str]:
-    used = set()
-    for service in swarm.services(stack, shell).values():
-        spec = ((service.spec.get("TaskTemplate") or {}).get("ContainerSpec") or {})
-        used |= {str(ref.get("SecretName")) for ref in spec.get("Secrets") or []}
-    return used
+def _in_use(stack: str, shell: Mapping[str, str], masker: Masker) -> tuple[set[str], set[str]]:
+    """The secrets the services' specs name, and those their previous specs name (what
+    `docker service rollback` returns to): the engine refuses to remove only the first."""
+    current: set[str] = set()
+    previous: set[str] = set()
+    for service in swarm.services(stack, shell, masker.mask).values():
+        for spec, found in ((service.spec, current), (service.previous_spec, previous)):
+            container = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {})
+            found |= {str(ref.get("SecretName")) for ref in container.get("Secrets") or []}
+    return current, previous
 
 
-def prune_secrets(stack: str, shell: Mapping[str, str], out: Output) -> None:
-    """Per key: keep every version a service uses and the newest other one (for rollback);
-    remove the older ones. A version in use is never removed (the engine refuses anyway)."""
-    used = _in_use(stack, shell)
+def prune_secrets(stack: str, shell: Mapping[str, str], out: Output, masker: Masker) -> None:
+    """Per key: keep every version a service's spec or previous spec uses; when no previous
+    spec names one (no rollback target is known: the key's services were removed, or last
+    updated before it was), the newest other one too. Remove the rest."""
+    current, previous = _in_use(stack, shell, masker)
     by_key: dict[str, list[swarm.DeployedSecret]] = {}
-    for secret in swarm.secrets(stack, shell):
+    for secret in swarm.secrets(stack, shell, masker.mask):
         by_key.setdefault(secret.key, []).append(secret)
     old = []
     for key, versions in by_key.items():
-        spare = [v for v in versions if v.name not in used]  # oldest first
-        old += [v.name for v in spare[:-1]]
+        spare = [v for v in versions if v.name not in current | previous]  # oldest first
+        old += [v.name for v in (spare if any(v.name in previous for v in versions) else spare[:-1])]
     if old:
         result = swarm.remove_secrets(old, shell)
         if result.returncode != 0:
-            out.warn(f"could not remove every old secret version: {swarm.first_line(result.stderr)}")
+            out.warn(f"could not remove every old secret version: {swarm.first_line(masker.mask(result.stderr))}")
         else:
             out.info(f"Removed {len(old)} old secret version(s); the previous one of each key stays for rollback.")
 
@@ -309,6 +334,8 @@ def plan(settings: Settings, out: Output) -> int:
                environment=settings.environment,
                secrets={"origin": prepared.obtained.origin,
                         "reason": prepared.masker.mask(prepared.obtained.reason) or None})
+    if prepared.obtained.origin != DEPLOYED:
+        deploy_environment(prepared, settings)  # what `up` would refuse, `plan` refuses too
     decided = decide(prepared, settings)
     out.record(services=[{"name": n, "action": a, "why": w} for n, (a, w) in decided.items()])
     out.result("Services:")
@@ -357,11 +384,16 @@ def _differences(wanted: dict, spec: dict, prepared: SwarmPrepared, settings: Se
     if words(wanted.get("entrypoint")) != list(container.get("Command") or []):
         why.append("entrypoint changed")
     current_env = dict(item.partition("=")[::2] for item in container.get("Env") or [])
-    wanted_env = {var: text(value) for var, value in (wanted.get("environment") or {}).items() if value is not None}
-    for var in sorted(set(current_env) | set(wanted_env)):
+    environment = swarm_file.environment_map(wanted.get("environment"))
+    wanted_env = {var: text(value) for var, value in environment.items()}
+    # Variables the stack loader merged from an env_file are in the spec but not in the
+    # stack file's environment: not compared (the launcher does not parse those files as
+    # the loader does), rather than reported "removed" on every run.
+    from_files = set(current_env) - set(wanted_env) if wanted.get("env_file") else set()
+    for var in sorted((set(current_env) | set(wanted_env)) - from_files):
         if current_env.get(var) == wanted_env.get(var):
             continue
-        used = sorted(keys.referenced_variables(str((wanted.get("environment") or {}).get(var) or "")))
+        used = sorted(keys.referenced_variables(str(environment.get(var) or "")))
         if var not in current_env:
             why.append(f"environment {var} added")
         elif var not in wanted_env:
@@ -397,13 +429,15 @@ def _secret_keys(prepared: SwarmPrepared, settings: Settings) -> set[str]:
 
 def down(settings: Settings, out: Output, timeout: float = 120) -> int:
     """`docker stack rm`: services and the stack's networks go; volumes and the Docker
-    secrets stay (the secrets are the last good copy for the next deploy). Needs no secret."""
+    secrets stay (Docker never gives their values back: the next `up` needs Infisical, or an
+    explicit --skip-infisical, docs/swarm.md). Needs no secret."""
     stack = settings.project_name
-    swarm.require_manager(settings.shell)
+    masker = _down_masker(settings)
+    swarm.require_manager(settings.shell, masker.mask)
     argv = swarm.stack_rm_argv(stack)
     out.detail(f"$ {compose.display(argv)}")
     result = swarm.run(argv, settings.shell, timeout=timeout)
-    lines = _relay(result.stdout + result.stderr, Masker(), out)
+    lines = _relay(result.stdout + result.stderr, masker, out)
     if result.returncode != 0:
         out.failure_lines(lines[-10:])
         raise LauncherError(f"docker stack rm failed: {(lines or ['no message'])[-1]}", FAILED)
@@ -414,3 +448,9 @@ def down(settings: Settings, out: Output, timeout: float = 120) -> int:
         time.sleep(POLL_S)
     out.success(f"Stack '{stack}' is removed from the swarm (volumes and Docker secrets kept).")
     return OK
+
+
+def _down_masker(settings: Settings) -> Masker:
+    """What `down` relays from docker is masked like any run's: `.env`'s secrets, the last
+    export, the CLI's credentials (each simply absent when `down` runs without them)."""
+    return seed_masker(settings, keys.classify(settings))

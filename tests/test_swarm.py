@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from stack_launcher import swarm, swarm_launch
+from stack_launcher.masking import Masker, printed_forms
 from support.docker_stack import Stack, _run
 from support.processes import LAUNCHER, minimal_env, prepend_path
 
@@ -126,14 +128,44 @@ def project(engine, swarm_manager, infisical_server, tmp_path):
 
 
 def _docker_shim(folder: Path, log: Path) -> Path:
-    """A `docker` first on PATH that logs each argv (NUL-separated, one call a line) and runs
-    the real one."""
+    """A `docker` first on PATH that logs each argv (NUL-separated, one call a line), keeps a
+    copy of each stack file `-c` names in `<folder>/stack-files` (the launcher removes its
+    own at once), and runs the real one. `<folder>/misbehave` names one way for docker to
+    fail instead (see _misbehave): the launcher passes no variable of its own to docker."""
     real = next(Path(p) / "docker" for p in os.environ["PATH"].split(os.pathsep) if (Path(p) / "docker").is_file())
     folder.mkdir(exist_ok=True)
+    (folder / "stack-files").mkdir(exist_ok=True)
     shim = folder / "docker"
-    shim.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{log}'\nprintf '\\n' >> '{log}'\nexec '{real}' \"$@\"\n")
+    shim.write_text(f"""#!/bin/sh
+printf '%s\\0' "$@" >> '{log}'
+printf '\\n' >> '{log}'
+prev=
+for arg in "$@"; do
+  if [ "$prev" = "-c" ]; then cp "$arg" "{folder}/stack-files/stack-$$-$(date +%s%N).json"; fi
+  prev=$arg
+done
+mode=$(cat '{folder}/misbehave' 2>/dev/null)
+case "$mode:$1 $2" in
+  # a message cut at 300 characters in the middle of the value docker echoes from stdin
+  "secret-create:secret create") printf '%0285d' 0 >&2; cat >&2; exit 1;;
+  # a multi-line value printed raw
+  "stack-deploy:stack deploy") printf 'error: bad value %s\\n' "$API_KEY" >&2; exit 1;;
+  # a failure with the spec (values and all) on stdout and nothing on stderr
+  "service-inspect:service inspect") '{real}' "$@"; exit 1;;
+esac
+exec '{real}' "$@"
+""")
     shim.chmod(0o755)
     return folder
+
+
+def _misbehave(project, mode: str) -> None:
+    (project.dir.parent / "shim").mkdir(exist_ok=True)
+    (project.dir.parent / "shim" / "misbehave").write_text(mode)
+
+
+def stack_files(project) -> list[Path]:
+    return sorted((project.dir.parent / "shim" / "stack-files").glob("*.json"))
 
 
 def launch(project, *args, env=None, timeout=240):
@@ -177,11 +209,13 @@ def argv_logged(project) -> list[list[str]]:
 
 
 def assert_no_secret_shown(result, values=tuple(TRICKY.values())):
+    """No line of any value, raw or as docker would escape it (JSON, Go-quoted)."""
     text = shown(result)
     for value in values:
-        for part in value.split("\n"):
-            if len(part) >= 6:
-                assert part not in text, f"part of a secret leaked: {part!r}"
+        for form in printed_forms(value):
+            for part in form.split("\n"):
+                if len(part) >= 6:
+                    assert part not in text, f"part of a secret leaked: {part!r}"
 
 
 def secret_versions(project, key: str) -> list[str]:
@@ -241,12 +275,14 @@ def test_no_secret_value_in_any_argv_file_or_file_mapped_service_spec(project):
     for call in calls:
         for value in TRICKY.values():
             assert not any(value in arg for arg in call), f"a secret value in argv: docker {call[:3]}"
+    assert stack_files(project), "the docker shim kept no copy of the stack file"
     written = [p for folder in (project.dir, project.temp) for p in folder.rglob("*") if p.is_file()]
-    written = [p for p in written if p.name != ".env"]
+    written = [p for p in written if p.name != ".env"] + stack_files(project)
     for path in written:
         text = path.read_bytes()
         for value in TRICKY.values():
-            assert value.encode() not in text, f"a secret value in {path}"
+            for form in printed_forms(value):
+                assert form.encode() not in text, f"a secret value in {path}"
     spec = _run(["docker", "service", "inspect", f"{project.name}_files"], check=True).stdout
     for part in TRICKY["FILE_SECRET"].split("\n"):
         assert part not in spec and json.dumps(part)[1:-1] not in spec
@@ -387,3 +423,147 @@ def test_without_the_secret_name_key_in_dotenv_up_is_refused_with_the_fix(projec
     result = launch(project, "up", "--target", "swarm")
     assert result.returncode == 6, shown(result)
     assert "SWARM_SECRET_NAME_KEY" in result.stderr and "init" in result.stderr
+
+
+# ------------------------------------------------------------------ review findings, as scenarios
+
+def test_a_list_form_environment_reaches_the_containers_and_plan_then_reports_nothing_to_do(project):
+    """`- KEY` (the value from the env files or the shell, in compose), `- KEY=VALUE` and an
+    env_file: every value reaches the container; a rerun's plan neither crashes nor reports
+    the env_file's variables as removed."""
+    (project.dir / "app.env").write_text("FROM_FILE=from-the-env-file\n", encoding="utf-8")
+    project.write_compose({
+        "lister": {"environment": ["CACHE_TOKEN", "DB=${DB_PASSWORD}", "MODE=plain"], "env_file": ["app.env"]},
+        "files": {"x-file-env": ["FILE_SECRET"], "environment": ["FILE_SECRET"]},
+    })
+    result = launch(project, "up", "--target", "swarm")
+    assert result.returncode == 0, shown(result)
+    env = container_env(project, "lister")
+    assert env["CACHE_TOKEN"] == TRICKY["CACHE_TOKEN"] and env["DB"] == TRICKY["DB_PASSWORD"]
+    assert env["MODE"] == "plain" and env["FROM_FILE"] == "from-the-env-file"
+    assert container_env(project, "files")["FILE_SECRET_FILE"] == "/run/secrets/FILE_SECRET"
+    (cid,) = containers_of(project, "files")
+    assert _run(["docker", "exec", cid, "cat", "/run/secrets/FILE_SECRET"], check=True).stdout == TRICKY["FILE_SECRET"]
+    plan = launch(project, "plan", "--target", "swarm")
+    assert plan.returncode == 0, shown(plan)
+    assert "  lister: untouched" in plan.stdout and "  files: untouched" in plan.stdout, plan.stdout
+    assert_no_secret_shown(plan)
+
+
+def test_a_multi_line_value_docker_prints_raw_is_masked_whole(project):
+    _misbehave(project, "stack-deploy")
+    result = launch(project, "up", "--target", "swarm")
+    assert result.returncode == 1, shown(result)
+    assert "docker stack deploy failed" in result.stderr
+    assert_no_secret_shown(result)
+
+
+def test_a_failed_secret_create_whose_message_echoes_the_value_is_masked_before_it_is_cut(project):
+    _misbehave(project, "secret-create")
+    result = launch(project, "up", "--target", "swarm")
+    assert result.returncode == 4, shown(result)
+    assert "`docker secret create` for FILE_SECRET failed" in result.stderr
+    assert "file-secret-" not in shown(result)  # what a cut at 300 characters left of the value
+    assert_no_secret_shown(result)
+
+
+def test_a_failed_service_inspect_never_shows_its_stdout(project):
+    assert launch(project, "up", "--target", "swarm").returncode == 0
+    _misbehave(project, "service-inspect")
+    result = launch(project, "plan", "--target", "swarm")
+    assert result.returncode == 4, shown(result)
+    assert "`docker service inspect` failed: no message" in result.stderr, result.stderr
+    assert "Traceback" not in shown(result)
+    assert_no_secret_shown(result)
+
+
+def test_values_over_2_mib_together_are_refused_by_plan_and_up_before_any_secret_is_made(project):
+    big = {f"BIG_{n}": chr(ord("a") + n) * (120 * 1024) for n in range(18)}
+    project.infisical.set_secrets({**TRICKY, **big})
+    project.write_compose({
+        "big": {"environment": {key: "${" + key + "}" for key in big}},
+        "files": {"x-file-env": ["FILE_SECRET"], "environment": {"FILE_SECRET": "${FILE_SECRET}"}},
+    })
+    for command in ("plan", "up"):
+        result = launch(project, command, "--target", "swarm")
+        assert result.returncode == 6, shown(result)
+        line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
+        assert "over the 2 MiB" in line and "Traceback" not in shown(result), result.stderr
+    assert secret_versions(project, "FILE_SECRET") == [] and running_tasks(project) == {}
+
+
+def test_after_down_with_infisical_unavailable_up_refuses_rather_than_deploy_dotenv(project):
+    assert launch(project, "up", "--target", "swarm").returncode == 0
+    assert launch(project, "down", "--target", "swarm").returncode == 0
+    assert secret_versions(project, "FILE_SECRET")  # kept by down
+    project.infisical.set_server("down")
+    result = launch(project, "up", "--target", "swarm", "--infisical-timeout", "5")
+    assert result.returncode == 3, shown(result)
+    line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
+    assert "Infisical unavailable" in line and "Docker secrets from an earlier deploy" in line, result.stderr
+    assert "--skip-infisical" in result.stderr
+    assert running_tasks(project) == {}
+    explicit = launch(project, "up", "--target", "swarm", "--skip-infisical")
+    assert explicit.returncode == 0, shown(explicit)
+    assert container_env(project, "api")["DB_PASSWORD"] == "from-dotenv-db"
+
+
+def test_a_locked_swarm_node_gets_docker_swarm_unlock_as_the_fix(tmp_path):
+    """An autolocked manager after a restart (a stand-in docker: locking the shared engine
+    would need its unlock key)."""
+    stack = Stack(tmp_path / "stack")
+    stack.write_compose({"app": {"environment": {"K": "${K}"}}})
+    stack.write_env(DOTENV)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "docker").write_text("#!/bin/sh\n"
+                                 "echo '{\"LocalNodeState\":\"locked\",\"ControlAvailable\":false}'\n")
+    (fake / "docker").chmod(0o755)
+    env = prepend_path(minimal_env(), fake)
+    result = subprocess.run([sys.executable, str(LAUNCHER), "down", "--target", "swarm", "-p", stack.name],
+                            cwd=stack.dir, env=env, capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 4, shown(result)
+    assert "docker swarm unlock" in result.stderr and "docker swarm init" not in result.stderr, result.stderr
+
+
+def test_cleanup_keeps_the_version_a_rollback_returns_to_and_orders_versions_by_time(monkeypatch):
+    """A service rolled back by hand, then updated again: its previous spec (the rollback
+    target) names an older version than another spare one. Timestamps as the engine prints
+    them: trailing zeros of the fraction dropped, so the text does not sort in time order.
+    (A stand-in for the engine's answers: a rollback by hand on the shared engine would race
+    the converge wait.)"""
+    def spec(name, secret):
+        return {"Name": name, "TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretName": secret}]}}}
+
+    created = {"v2": ("K", "2026-01-01T00:00:02.1Z"), "v3": ("K", "2026-01-01T00:00:03Z"),
+               "v4": ("K", "2026-01-01T00:00:04.5Z"), "w1": ("W", "2026-01-01T00:00:05Z"),
+               "w2": ("W", "2026-01-01T00:00:05.5Z"),
+               "w0": ("W", "2026-01-01T01:00:00+02:00")}  # 23:00 UTC the day before
+    removed = []
+
+    def engine(argv, shell, stdin=None, timeout=0, env=None):
+        verb = argv[1:3]
+        if verb == ["secret", "ls"]:
+            return swarm.Result(0, "\n".join(json.dumps({"ID": name}) for name in created), "")
+        if verb == ["secret", "inspect"]:
+            return swarm.Result(0, json.dumps([{"ID": n, "CreatedAt": created[n][1], "Spec": {
+                "Name": n, "Labels": {swarm.SECRET_KEY_LABEL: created[n][0]}}} for n in argv[3:]]), "")
+        if verb == ["service", "ls"]:
+            return swarm.Result(0, json.dumps({"ID": "svc"}), "")
+        if verb == ["service", "inspect"]:
+            return swarm.Result(0, json.dumps([{"Spec": spec("s_files", "v4"), "PreviousSpec": spec("s_files", "v2"),
+                                                 "UpdateStatus": {"State": "completed"}}]), "")
+        if verb == ["secret", "rm"]:
+            removed.extend(argv[3:])
+            return swarm.Result(0, "", "")
+        raise AssertionError(argv)
+
+    class Quiet:
+        def info(self, text): pass
+        def warn(self, text): pass
+
+    monkeypatch.setattr(swarm, "run", engine)
+    swarm_launch.prune_secrets("s", {}, Quiet(), Masker())
+    # v4 (in use) and v2 (the rollback target) stay, v3 goes; no service uses W: its newest stays
+    assert sorted(removed) == ["v3", "w0", "w1"]
