@@ -42,10 +42,8 @@ def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float,
     env = compose.compose_env(settings.shell, ())
     # Pull first, without the health limit: a first start may download for minutes, and a
     # pull that fails is said as such, not as "did not become healthy".
-    pull = local.pull_missing()
-    out.detail(f"$ {compose.display(pull)}")
     try:
-        pulled = compose.run(pull, env, masker, out, settings.project_dir)
+        pulled = _pull(local, env, masker, out, settings)
     except LauncherError as exc:
         if exc.exit_code == DOCKER_UNAVAILABLE and "not installed" in exc.message:
             return "Docker is not installed (the `docker` command is not on PATH)"
@@ -89,6 +87,26 @@ def ensure_up(settings: Settings, out: Output, masker: Masker, timeout: float,
     unhealthy = next((l.strip() for l in lines if "unhealthy" in l.lower() or "timeout" in l.lower()), "")
     detail = f" ({unhealthy})" if unhealthy else (f" ({lines[-1].strip()})" if lines else "")
     return f"the local Infisical did not become healthy within {timeout:g} s{detail}"
+
+
+def _pull(local: compose.Target, env, masker: Masker, out: Output, settings: Settings) -> compose.Outcome:
+    """`pull --policy missing`; on a terminal as the live rows (a first start downloads
+    hundreds of MB: one row a service with its bytes, not hundreds of scrolled lines)."""
+    view = None
+    if out.fancy and out.report is None:
+        from .live import ServicesView, showing
+
+        view = ServicesView(settings.infisical_project_name)
+    pull = local.pull_missing(progress="json" if view else "plain")
+    out.detail(f"$ {compose.display(pull)}")
+    if view is None:
+        return compose.run(pull, env, masker, out, settings.project_dir)
+    with showing(out, view):
+        pulled = compose.run(pull, env, masker, out, settings.project_dir, sink=view)
+        view.ended(pulled.code)
+    if pulled.code != 0 and compose.progress_unsupported(pulled):  # Compose < 2.29: plain lines
+        pulled = compose.run(local.pull_missing(), env, masker, out, settings.project_dir)
+    return pulled
 
 
 def is_running(settings: Settings) -> bool:

@@ -60,9 +60,9 @@ class Target:
         interpolation it needs no secret (Compose 2.40 then lists every profile's services)."""
         return self.args() + ["config"] + ([] if interpolate else ["--no-interpolate"]) + ["--format", "json"]
 
-    def pull_missing(self) -> list[str]:
+    def pull_missing(self, progress: str = "plain") -> list[str]:
         """Pull the images not present yet, with compose's progress; no health limit applies."""
-        return self.args() + ["--progress", "plain", "pull", "--policy", "missing"]
+        return self.args() + ["--progress", progress, "pull", "--policy", "missing"]
 
     # -- single services (backup and restore of the local Infisical) ---------------------------
 
