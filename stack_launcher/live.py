@@ -274,10 +274,13 @@ class WaitView:
                 _, name = service_of(f"Container {m.group(1)}", self.project)
                 self.health[name] = "unhealthy" if "unhealthy" in m.group(2) else m.group(2)
             return
+        if self.verbose and "msg" in event:  # compose's own log lines (warnings), with --verbose
+            self.line(f"{event.get('level', 'info')}: {event['msg']}")
         kind, name = service_of(str(event.get("id", "")), self.project)
         if kind != "container":
             return
-        word = str(event.get("status") or event.get("text") or "")
+        text, status = str(event.get("text") or ""), str(event.get("status") or "")
+        word = text if text in CONTAINER_WORDS else status  # as ServicesView reads it (v2.40 and v5)
         if word == "Healthy":
             self.health[name] = "healthy"
         elif word in ("Creating", "Recreate", "Starting", "Started", "Waiting", "Running"):
