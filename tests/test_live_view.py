@@ -1,7 +1,12 @@
 """The live view on a terminal, read the way a user reads it: real `--progress json` streams
 recorded from the engine (tests/support/events/, re-recorded by support/record_events.py)
 are replayed through the launcher's own relay (`compose.run`, a real subprocess printing
-the recording) into the view, drawn on rich's recording console."""
+the recording) into the view, drawn on rich's recording console.
+
+The streams are those of the launcher's own `up` (`up -d`, no `--wait`) on a stack where
+worker waits for db to be healthy: compose reports `Healthy` for db alone (a dependency it
+waits for), web and worker end `running`, and a failing healthcheck fails `up` only through
+the dependency."""
 from __future__ import annotations
 
 import io
@@ -67,11 +72,14 @@ def test_a_first_start_shows_the_pull_with_its_bytes(tmp_path):
     assert "━" in web  # the progress bar
 
 
-def test_a_first_start_ends_with_every_service_created_and_healthy(tmp_path):
+def test_a_first_start_ends_with_every_service_created_the_dependency_healthy_the_others_running(tmp_path):
+    """`up -d` waits for db's health only because worker depends on it: db ends healthy, web
+    and worker running (compose never says Healthy for a service nothing waits for)."""
     screen, view, outcome = replay(EVENTS / "first_start.jsonl", tmp_path)
     assert outcome.code == 0 and not view.failed
-    for service in ("web", "db", "worker"):
-        assert "healthy" in row(screen, service) and "created" in row(screen, service), screen
+    assert row(screen, "db").split()[:3] == ["db", "healthy", "created"], screen
+    for service in ("web", "worker"):
+        assert row(screen, service).split()[:3] == [service, "running", "created"], screen
     assert "liveview_default" not in screen  # a network is not a service
 
 
@@ -87,11 +95,15 @@ def test_nothing_to_do_says_unchanged_for_every_service(tmp_path):
 
 
 def test_a_failing_healthcheck_marks_that_service_failed_with_the_reason(tmp_path):
+    """`up -d` fails on a healthcheck only through a service that depends on it (worker on db)."""
     screen, view, _ = replay(EVENTS / "unhealthy.jsonl", tmp_path)
     assert view.failed
-    assert "failed" in row(screen, "db") and "unhealthy" in row(screen, "db"), screen
-    assert "healthy" in row(screen, "web") and "failed" not in row(screen, "web")
-    assert "container liveview-db-1 is unhealthy" in screen  # compose's own last line, above the view
+    assert json.loads((EVENTS / "unhealthy.json").read_text())["exit_code"] != 0  # `up -d` failed on it
+    assert row(screen, "db").split()[:4] == ["db", "failed", "recreated", "unhealthy"], screen
+    for service in ("web", "worker"):  # left as they were: running, nothing changed
+        assert row(screen, service).split()[:3] == [service, "running", "unchanged"], screen
+    # compose's own last line, above the view
+    assert "dependency failed to start: container liveview-db-1 is unhealthy" in screen
 
 
 def test_a_pull_failure_is_diagnosed_as_in_plain_mode(tmp_path):
@@ -118,8 +130,8 @@ def test_while_live_a_failure_prints_compose_s_error_without_freezing_the_view(t
     worker.join(20)
     assert result, "the live view froze on compose's error"
     screen, view, _ = result[0]
-    assert "container liveview-db-1 is unhealthy" in screen
-    assert "failed" in row(screen, "db") and "healthy" in row(screen, "web"), screen
+    assert "dependency failed to start: container liveview-db-1 is unhealthy" in screen
+    assert "failed" in row(screen, "db") and row(screen, "web").split()[1] == "running", screen
 
 
 def test_a_missing_variable_is_named_as_in_plain_mode(tmp_path):
@@ -237,7 +249,12 @@ def test_compose_still_emits_the_events_the_recordings_hold(tmp_path, cli):
     if not shutil.which(cli):
         pytest.skip(f"{cli} is not installed")
     project = f"liveview-{uuid.uuid4().hex[:8]}"  # unique: other runs may share the engine
-    record(tmp_path, pull=True, only=2, project=project, cli=cli)
+    work = tmp_path / "stack"
+    ran = record(tmp_path, pull=True, only=2, project=project, cli=cli, workdir=work)
+    # The launcher's own `up` on a terminal (launch.py), not `up --wait`: the CLI binary aside.
+    launcher = compose.Target(work, project, (work / "docker-compose.yml",), (work / ".env",)).up(progress="json")
+    assert ran == {name: [cli, *launcher[1:]] for name in ("first_start", "unchanged")}, ran
+    assert "--wait" not in ran["first_start"]
     for name in ("first_start", "unchanged"):
         now = [json.loads(line.replace(project, "liveview"))
                for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]

@@ -15,14 +15,26 @@ from stack_launcher.masking import Masker
 from stack_launcher.output import Output
 
 
-def test_the_wait_names_each_container_s_health_from_compose_s_events(tmp_path):
+def waited(stream: str, tmp_path) -> live.WaitView:
+    """A recorded `up -d --wait` (as bootstrap.py starts the local Infisical) replayed into the spinner."""
     view = live.WaitView("Starting the local Infisical...", "liveview")
     argv = [sys.executable, "-c", "import sys; sys.stderr.write(open(sys.argv[1]).read())",
-            str(EVENTS / "unhealthy.jsonl")]
+            str(EVENTS / f"{stream}.jsonl")]
     compose.run(argv, {}, Masker(), Output(stream=io.StringIO()), tmp_path, sink=view)
-    assert view.health == {"db": "unhealthy", "web": "healthy", "worker": "healthy"}
-    assert re.fullmatch(r"Starting the local Infisical\.\.\. \d+ s · db unhealthy, web healthy, worker healthy",
+    return view
+
+
+def test_the_wait_names_each_container_s_health_from_compose_s_events(tmp_path):
+    """worker (as infisical on its db and redis) never gets healthy: `--wait` fails on it."""
+    view = waited("wait_unhealthy", tmp_path)
+    assert view.health == {"db": "healthy", "web": "healthy", "worker": "unhealthy"}
+    assert re.fullmatch(r"Starting the local Infisical\.\.\. \d+ s · db healthy, web healthy, worker unhealthy",
                         view.describe())
+
+
+def test_a_wait_that_succeeds_ends_with_every_container_healthy(tmp_path):
+    view = waited("wait_healthy", tmp_path)
+    assert view.health == {"db": "healthy", "web": "healthy", "worker": "healthy"}
 
 
 def test_on_a_terminal_the_wait_shows_elapsed_time_and_health(project, tmp_path):
