@@ -150,6 +150,8 @@ case "$mode:$1 $2" in
   "secret-create:secret create") printf '%0285d' 0 >&2; cat >&2; exit 1;;
   # a multi-line value printed raw
   "stack-deploy:stack deploy") printf 'error: bad value %s\\n' "$API_KEY" >&2; exit 1;;
+  # a message that quotes a value of .env's
+  "stack-rm:stack rm") printf 'error: removing with from-dotenv-db\\n' >&2; exit 1;;
   # a failure with the spec (values and all) on stdout and nothing on stderr
   "service-inspect:service inspect") '{real}' "$@"; exit 1;;
 esac
@@ -567,3 +569,11 @@ def test_cleanup_keeps_the_version_a_rollback_returns_to_and_orders_versions_by_
     swarm_launch.prune_secrets("s", {}, Quiet(), Masker())
     # v4 (in use) and v2 (the rollback target) stay, v3 goes; no service uses W: its newest stays
     assert sorted(removed) == ["v3", "w0", "w1"]
+
+
+def test_what_down_relays_from_docker_is_masked_with_dotenvs_secrets(project):
+    _misbehave(project, "stack-rm")
+    result = launch(project, "down", "--target", "swarm", env=minimal_env())
+    assert result.returncode == 1, shown(result)
+    assert "docker stack rm failed" in result.stderr
+    assert_no_secret_shown(result, values=("from-dotenv-db",))
