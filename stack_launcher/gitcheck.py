@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .output import Output
-from .process import Timeout, run_captured
+from .process import Running, Timeout, start_captured
 from .settings import Settings
 
 TRACKED, IGNORED, EXPOSED = "tracked", "ignored", "exposed"
@@ -20,15 +20,27 @@ def _in_work_tree(folder: Path) -> bool:
     return any((parent / ".git").exists() for parent in (folder, *folder.parents))
 
 
-def state(path: Path, shell: Mapping[str, str], git: str = "git") -> str | None:
-    """TRACKED, IGNORED or EXPOSED (neither), or None when git cannot tell (no work tree,
-    no git). The file must exist."""
+def start(path: Path, shell: Mapping[str, str], git: str = "git") -> Running | None:
+    """Ask git about `path` without waiting for the answer (`state` reads it); None when
+    there is no work tree, or git cannot run."""
     if not _in_work_tree(path.parent):
         return None
     try:
-        result = run_captured([git, "status", "--porcelain=v1", "--ignored=matching", "--untracked-files=all",
+        return start_captured([git, "status", "--porcelain=v1", "--ignored=matching", "--untracked-files=all",
                                "--", path.name], shell, 10, cwd=str(path.parent))
-    except (OSError, Timeout):
+    except OSError:
+        return None
+
+
+def state(path: Path, shell: Mapping[str, str], git: str = "git", asked: Running | None = None) -> str | None:
+    """TRACKED, IGNORED or EXPOSED (neither), or None when git cannot tell (no work tree,
+    no git). The file must exist (when `asked` was started, too)."""
+    running = asked or start(path, shell, git)
+    if running is None:
+        return None
+    try:
+        result = running.result()
+    except Timeout:
         return None
     if result.returncode != 0:
         return None  # not a repository after all (128), or git cannot tell
@@ -40,10 +52,11 @@ def state(path: Path, shell: Mapping[str, str], git: str = "git") -> str | None:
     return TRACKED if os.path.lexists(path) else None
 
 
-def warn_if_committable(settings: Settings, out: Output) -> None:
-    """The export holds secrets: say so if git tracks it or would pick it up."""
+def warn_if_committable(settings: Settings, out: Output, asked: Running | None = None) -> None:
+    """The export holds secrets: say so if git tracks it or would pick it up. `asked`: the
+    question started while the export was running (`start`, when the file existed then)."""
     name = settings.output.name
-    found = state(settings.output, settings.shell)
+    found = state(settings.output, settings.shell, asked=asked)
     if found == TRACKED:
         out.warn(f"git tracks {name}, which holds secrets: `git rm --cached {name}` and add it to .gitignore")
     elif found == EXPOSED:

@@ -6,10 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
-from . import compose, status
+from . import compose, gitcheck, status
 from .envfile import write_private
 from .errors import OK, LauncherError
-from .gitcheck import warn_if_committable
 from .masking import Masker
 from .output import Output
 from .prepare import prepare, record_secrets
@@ -19,8 +18,18 @@ from .settings import SecretsMode, Settings
 
 def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: float, dry_run: bool = False) -> int:
     live_view = out.fancy and out.report is None and not dry_run
+    asked_git: list = []
+
+    def meanwhile() -> None:
+        """While the Infisical CLI talks to the server: ask git about the export file (whether
+        it is tracked or ignored does not depend on what it holds), load the live view."""
+        if not dry_run and settings.output.is_file():
+            asked_git.append(gitcheck.start(settings.output, settings.shell))
+        if live_view:
+            _load_live_view()
+
     prepared = prepare(settings, out, max_stale, settings.output, start_infisical=not dry_run,
-                       start_timeout=start_timeout, meanwhile=_load_live_view if live_view else None)
+                       start_timeout=start_timeout, meanwhile=meanwhile)
     obtained = prepared.obtained
     record_secrets(out, settings, prepared, "up", dry_run=dry_run)
     if prepared.changes is not None:
@@ -44,9 +53,12 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
             out.result(f"  2. {settings.output.name} ({label}): {', '.join(sorted(obtained.secrets))}")
         out.result(f"Command: {compose.display(argv)}")
         return OK
+    asked = asked_git[0] if asked_git else None
     if prepared.export_text is not None:
         write_private(settings.output, prepared.export_text)
-        warn_if_committable(settings, out)
+        gitcheck.warn_if_committable(settings, out, asked)
+    elif asked is not None:
+        asked.stop()  # no fresh export written: nothing to warn about
     out.detail(f"$ {compose.display(argv)}")
     before = status.containers(prepared.target, prepared.env) if summarize else {}
     used = ask_used_variables(prepared, view) if summarize else dict

@@ -318,3 +318,13 @@ def test_warns_when_git_would_commit_the_export(tmp_path, infisical_server):
     result = subprocess.run([sys.executable, str(LAUNCHER)], cwd=tmp_path, env=env, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL)
     assert ".gitignore" not in result.stderr
+    # A re-run asks git while the export runs (the file is there already): the same answers.
+    (tmp_path / ".gitignore").unlink()
+    result = subprocess.run([sys.executable, str(LAUNCHER)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert ".gitignore does not cover .env.infisical" in result.stderr
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-f", ".env.infisical"], check=True, env=minimal_env(),
+                   stdin=subprocess.DEVNULL)
+    result = subprocess.run([sys.executable, str(LAUNCHER)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert "git tracks .env.infisical" in result.stderr
