@@ -80,7 +80,7 @@ def file_env_vars(service: Mapping) -> frozenset[str]:
     return known | frozenset(str(v) for v in declared if isinstance(v, str))
 
 
-def environment_map(environment) -> dict:
+def environment_map(environment, defined: frozenset[str] | None = None) -> dict:
     """A service's `environment` as a dict, whichever form compose printed it in.
 
     `docker compose config --no-interpolate` keeps the list form as written: `KEY=VALUE`
@@ -88,7 +88,9 @@ def environment_map(environment) -> dict:
     no value in the dict form) means, in compose, KEY's value from the env files or the shell:
     it becomes `${KEY}`, so that the stack loader takes it from the environment the launcher
     gives `docker stack deploy` (which holds only the keys the stack file interpolates; a bare
-    entry left as it is would be filled from nothing)."""
+    entry left as it is would be filled from nothing). `defined`: the keys that have a value
+    in this deploy; a bare entry for any other is left out, as compose leaves it unset (as
+    `${KEY}` the container would get it set, and empty)."""
     if isinstance(environment, dict):
         pairs = list(environment.items())
     elif isinstance(environment, list):
@@ -96,7 +98,8 @@ def environment_map(environment) -> dict:
                  for item in environment]
     else:
         return {}
-    return {str(var): "${" + str(var) + "}" if value is None else value for var, value in pairs if var}
+    return {str(var): "${" + str(var) + "}" if value is None else value for var, value in pairs
+            if var and not (value is None and defined is not None and str(var) not in defined)}
 
 
 def _read_in_container(var: str, svc: Mapping) -> bool:
@@ -165,10 +168,11 @@ def volume_label(stack: str, volume: str) -> str:
     return f"{stack}.volume.{volume}"
 
 
-def render(model: Mapping, stack: str, profiles: tuple[str, ...], secret_names: Mapping[str, str]) -> Rendered:
+def render(model: Mapping, stack: str, profiles: tuple[str, ...], secret_names: Mapping[str, str],
+           defined: frozenset[str] | None = None) -> Rendered:
     """`model`: `docker compose config --no-interpolate --format json`. `secret_names`:
     key -> Docker secret name for every key that may be mapped to `<VAR>_FILE`; a key not
-    in it stays in the environment."""
+    in it stays in the environment. `defined`: the keys with a value (environment_map)."""
     model = copy.deepcopy(dict(model))
     project = str(model.get("name") or stack)
     notes: list[str] = []
@@ -177,7 +181,7 @@ def render(model: Mapping, stack: str, profiles: tuple[str, ...], secret_names: 
     constraints: dict[str, list[str]] = {}
     services = {}
     for name, svc in sorted(chosen.items()):
-        services[name], labels = _service(name, svc, chosen, stack, secret_names, file_keys, notes)
+        services[name], labels = _service(name, svc, chosen, stack, secret_names, file_keys, notes, defined)
         if labels:
             constraints[name] = labels
     # `x-*` sections only hold anchors, which compose has already expanded where they are
@@ -204,7 +208,8 @@ def render(model: Mapping, stack: str, profiles: tuple[str, ...], secret_names: 
 
 
 def _service(name: str, svc: dict, chosen: Mapping, stack: str, secret_names: Mapping[str, str],
-             file_keys: dict[str, set[str]], notes: list[str]) -> tuple[dict, list[str]]:
+             file_keys: dict[str, set[str]], notes: list[str],
+             defined: frozenset[str] | None) -> tuple[dict, list[str]]:
     readable = file_env_vars(svc)
     out = {k: v for k, v in svc.items() if k not in DROPPED_SERVICE_KEYS}
     deploy = dict(out.get("deploy") or {})
@@ -273,7 +278,7 @@ def _service(name: str, svc: dict, chosen: Mapping, stack: str, secret_names: Ma
     if "environment" in out:
         env = {}
         secrets = list(out.get("secrets") or [])
-        for var, value in environment_map(out["environment"]).items():
+        for var, value in environment_map(out["environment"], defined).items():
             key = exact_reference(value)
             if key and var in readable and key in secret_names and not _read_in_container(var, svc):
                 env[f"{var}_FILE"] = f"/run/secrets/{key}"

@@ -116,7 +116,8 @@ def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_tim
     # the variables that only tell the docker CLI where the engine is.
     names = {key: swarm_file.secret_name(settings.project_name, key, value, hmac_key)
              for key, value in values.items() if value and key not in swarm.CLI_VARS and not swarm.steers_cli(key)}
-    rendered = swarm_file.render(compose_model(settings, masker), settings.project_name, settings.profiles, names)
+    rendered = swarm_file.render(compose_model(settings, masker), settings.project_name, settings.profiles, names,
+                                 frozenset(values))
     for note in rendered.notes:
         out.info(f"Stack file: {note}.")
     return SwarmPrepared(masker, obtained, values, rendered, deployed, names)

@@ -199,3 +199,10 @@ def test_top_level_extension_sections_are_dropped_and_their_keys_not_handed_over
     rendered = swarm_file.render(model, "s", (), {})
     assert "x-shared" not in rendered.stack
     assert rendered.interpolated == {"A"}
+
+
+def test_a_bare_environment_entry_without_a_value_anywhere_stays_unset_as_in_compose():
+    model = {"services": {"app": {"image": "busybox", "environment": ["KNOWN", "UNKNOWN", "EMPTY"]}}}
+    rendered = swarm_file.render(model, "s", (), {}, defined=frozenset({"KNOWN", "EMPTY"}))
+    assert rendered.stack["services"]["app"]["environment"] == {"KNOWN": "${KNOWN}", "EMPTY": "${EMPTY}"}
+    assert rendered.interpolated == {"KNOWN", "EMPTY"}
