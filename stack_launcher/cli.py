@@ -139,6 +139,9 @@ def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infi
 
             if plan:
                 return swarm_launch.plan(resolve(), out)
+            if dry_run:  # changes nothing, like the compose dry run: no lock
+                return swarm_launch.up(resolve(), out, start_timeout=infisical_start_timeout,
+                                       converge_timeout=converge_timeout, dry_run=True)
             with project_lock(settings_mod.project_root(project_dir), "the stack"):
                 return swarm_launch.up(resolve(), out, start_timeout=infisical_start_timeout,
                                        converge_timeout=converge_timeout, dry_run=dry_run)

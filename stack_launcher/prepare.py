@@ -100,35 +100,47 @@ def _obtain(settings: Settings, out: Output, masker: Masker, max_stale: timedelt
             start_infisical: bool, start_timeout: float,
             meanwhile: Callable[[], None] | None) -> tuple[Obtained, dict]:
     """The secrets, and the last export as it was before this run."""
-    classes = keys.classify(settings)
-    if classes.problem:
-        out.warn(f"{classes.problem}; masking .env values by their names only")
     previous = read_exported(settings.output)  # read once: masker seed, then the diff
-    seed_masker(settings, classes, previous, masker)
+    classified_masker(settings, out, previous, masker)
+    started = []
 
-    unreachable = None
-    ask_again = False
-    if bootstrap.applies(settings):
-        if start_infisical:
-            started = []
+    def too_early() -> None:  # the early export asked a server that was not up: ask once it is
+        started.append(True)
+        if pending is not None:
+            pending.cancel()
 
-            def too_early() -> None:  # the early export asked a server that was not up: ask once it is
-                started.append(True)
-                if pending is not None:
-                    pending.cancel()
-
-            unreachable = bootstrap.ensure_up(settings, out, masker, start_timeout, before_start=too_early)
-            if started:
-                pending = None
-            # It may have become healthy just after the early export asked it.
-            ask_again = pending is not None
-        else:
-            running = bootstrap.is_running(settings)
-            out.info(f"Local Infisical ({settings.infisical_project_name}): "
-                     f"{'running' if running else 'not running (nothing is started)'}.")
+    unreachable = local_infisical(settings, out, masker, start_infisical, start_timeout, before_start=too_early)
+    if started:
+        pending = None
+    # A local Infisical may have become healthy just after the early export asked it.
+    ask_again = pending is not None and bootstrap.applies(settings) and start_infisical
     if meanwhile is not None and pending is not None:
         meanwhile()
     return obtain(settings, masker, max_stale, unreachable, pending, ask_again), previous
+
+
+def classified_masker(settings: Settings, out: Output, previous: dict | None = None,
+                      masker: Masker | None = None) -> Masker:
+    """`seed_masker` after classifying `.env` (a broken `.env.example` is said, and masking
+    falls back to the names): what both targets know before reading any subprocess."""
+    classes = keys.classify(settings)
+    if classes.problem:
+        out.warn(f"{classes.problem}; masking .env values by their names only")
+    return seed_masker(settings, classes, previous, masker)
+
+
+def local_infisical(settings: Settings, out: Output, masker: Masker, start_infisical: bool, start_timeout: float,
+                    before_start: Callable[[], None] | None = None) -> str | None:
+    """The local Infisical, when this run talks to it: brought up and waited for (`up`), or
+    only reported (`plan`, which starts nothing). Why it cannot be had, or None."""
+    if not bootstrap.applies(settings):
+        return None
+    if start_infisical:
+        return bootstrap.ensure_up(settings, out, masker, start_timeout, before_start=before_start)
+    running = bootstrap.is_running(settings)
+    out.info(f"Local Infisical ({settings.infisical_project_name}): "
+             f"{'running' if running else 'not running (nothing is started)'}.")
+    return None
 
 
 def record_secrets(out: Output, settings: Settings, prepared, command: str, dry_run: bool = False) -> None:

@@ -86,34 +86,82 @@ def start_early(settings: Settings, masker: Masker) -> infisical_source.PendingE
     return infisical_source.start_export(request, settings.shell, masker)
 
 
-def obtain(settings: Settings, masker: Masker, max_stale: timedelta, unreachable: str | None = None,
-           pending: infisical_source.PendingExport | None = None, ask_again: bool = False) -> Obtained:
-    """`unreachable`: a reason known before asking (the local Infisical did not start).
-    `pending`: the export `start_early` began, if any; `ask_again`: if it failed, ask once
-    more (it began before the local Infisical was known to be healthy)."""
-    if settings.mode is SecretsMode.skip:
-        return Obtained(DOTENV_ONLY, reason="--skip-infisical")
-    request = request_for(settings)
-    if settings.mode is SecretsMode.offline:
-        secrets, note = last_good(settings.output, request.source, max_stale)
+class LastGoodExport:
+    """`--target compose`'s fallback: the last good export file, if fresh enough."""
+
+    def __init__(self, settings: Settings, max_stale: timedelta) -> None:
+        self.settings, self.max_stale = settings, max_stale
+        self.source = request_for(settings).source
+
+    def offline(self) -> Obtained:
+        secrets, note = last_good(self.settings.output, self.source, self.max_stale)
         if not secrets:
             raise LauncherError(f"--offline: no usable last good export ({note})", INFISICAL_UNAVAILABLE,
                                 "run once with Infisical reachable, or raise --max-stale")
         return Obtained(LAST_GOOD, secrets, reason=f"--offline; {note}")
+
+    def unavailable(self, reason: str) -> Obtained:
+        secrets, note = last_good(self.settings.output, self.source, self.max_stale)
+        if secrets:
+            return Obtained(LAST_GOOD, secrets, reason=f"{reason}; using the last good export, {note}")
+        return Obtained(DOTENV_ONLY, reason=f"{reason}; {note}" if self.settings.output.exists() else reason)
+
+
+class DeployedSwarm:
+    """`--target swarm`'s fallback: nothing is written and no `.env.infisical` is read; the
+    swarm itself is the last good copy. When Infisical cannot be had and the stack is
+    deployed, the result is DEPLOYED (nothing rotates); a first deploy uses `.env`.
+    `kept_secrets`: the stack has no service but its Docker secrets are still there (after
+    `down`): it was deployed before, so `.env`'s values would silently replace Infisical's;
+    refused (exit 3) unless --skip-infisical asks for `.env`."""
+
+    def __init__(self, settings: Settings, deployed: bool, kept_secrets: bool = False) -> None:
+        self.settings, self.deployed, self.kept_secrets = settings, deployed, kept_secrets
+
+    def offline(self) -> Obtained:
+        if not self.deployed:
+            raise LauncherError("--offline --target swarm: the stack is not deployed yet, so there are no deployed "
+                                "secret versions to keep", INFISICAL_UNAVAILABLE,
+                                "run once with Infisical reachable, or with --skip-infisical to use .env")
+        return Obtained(DEPLOYED, reason="--offline")
+
+    def unavailable(self, reason: str) -> Obtained:
+        name = self.settings.env_file.name
+        if not self.deployed and self.kept_secrets:
+            raise LauncherError(
+                f"Infisical unavailable: {reason}; the stack has no running services but Docker secrets from an "
+                f"earlier deploy, so {name}'s values could replace Infisical's", INFISICAL_UNAVAILABLE,
+                f"run again when Infisical is reachable, or with --skip-infisical to deploy {name}'s values")
+        return Obtained(DEPLOYED if self.deployed else DOTENV_ONLY, reason=reason)
+
+
+def obtain(settings: Settings, masker: Masker, max_stale: timedelta = timedelta(0), unreachable: str | None = None,
+           pending: infisical_source.PendingExport | None = None, ask_again: bool = False, *,
+           fallback: LastGoodExport | DeployedSwarm | None = None) -> Obtained:
+    """The one decision for both targets: --skip-infisical -> `.env`; --offline -> the
+    fallback; else a fresh export, and when Infisical cannot be had, --require-infisical
+    stops (exit 3) or the fallback decides (default: the last good export, `max_stale`).
+    `unreachable`: a reason known before asking (the local Infisical did not start).
+    `pending`: the export `start_early` began, if any; `ask_again`: if it failed, ask once
+    more (it began before the local Infisical was known to be healthy)."""
+    if settings.mode is SecretsMode.skip:
+        if pending is not None:
+            pending.cancel()
+        return Obtained(DOTENV_ONLY, reason="--skip-infisical")
+    fallback = fallback or LastGoodExport(settings, max_stale)
+    if settings.mode is SecretsMode.offline:
+        return fallback.offline()
     try:
         if unreachable:
             if pending is not None:
                 pending.cancel()
             raise infisical_source.Unavailable(unreachable)
-        export = _export(request, settings, masker, pending, ask_again)
+        export = _export(request_for(settings), settings, masker, pending, ask_again)
     except infisical_source.Unavailable as exc:
         reason = str(exc)
         if settings.mode is SecretsMode.require:
             raise LauncherError(f"Infisical is required but unavailable: {reason}", INFISICAL_UNAVAILABLE) from None
-        secrets, note = last_good(settings.output, request.source, max_stale)
-        if secrets:
-            return Obtained(LAST_GOOD, secrets, reason=f"{reason}; using the last good export, {note}")
-        return Obtained(DOTENV_ONLY, reason=f"{reason}; {note}" if settings.output.exists() else reason)
+        return fallback.unavailable(reason)
     return Obtained(FRESH, export.secrets, warnings=tuple(export.warnings))
 
 
@@ -130,39 +178,9 @@ def _export(request: infisical_source.Request, settings: Settings, masker: Maske
 
 def obtain_for_swarm(settings: Settings, masker: Masker, deployed: bool, unreachable: str | None = None, *,
                      kept_secrets: bool = False) -> Obtained:
-    """`--target swarm`: fresh export -> the versions the swarm already runs -> `.env`.
-
-    Nothing is written and no `.env.infisical` is read: the swarm itself is the last good
-    copy. When Infisical cannot be had and the stack is deployed, the result is DEPLOYED
-    (nothing rotates); a first deploy without Infisical uses `.env`. `kept_secrets`: the
-    stack has no service but its Docker secrets are still there (after `down`): it was
-    deployed before, so `.env`'s values would silently replace Infisical's; refused (exit 3)
-    unless --skip-infisical asks for `.env`."""
-    if settings.mode is SecretsMode.skip:
-        return Obtained(DOTENV_ONLY, reason="--skip-infisical")
-    if settings.mode is SecretsMode.offline:
-        if not deployed:
-            raise LauncherError("--offline --target swarm: the stack is not deployed yet, so there are no deployed "
-                                "secret versions to keep", INFISICAL_UNAVAILABLE,
-                                "run once with Infisical reachable, or with --skip-infisical to use .env")
-        return Obtained(DEPLOYED, reason="--offline")
-    try:
-        if unreachable:
-            raise infisical_source.Unavailable(unreachable)
-        export = infisical_source.fetch(request_for(settings), settings.shell, masker)
-    except infisical_source.Unavailable as exc:
-        reason = str(exc)
-        if settings.mode is SecretsMode.require:
-            raise LauncherError(f"Infisical is required but unavailable: {reason}", INFISICAL_UNAVAILABLE) from None
-        if not deployed and kept_secrets:
-            raise LauncherError(
-                f"Infisical unavailable: {reason}; the stack has no running services but Docker secrets from an "
-                f"earlier deploy, so {settings.env_file.name}'s values could replace Infisical's",
-                INFISICAL_UNAVAILABLE,
-                f"run again when Infisical is reachable, or with --skip-infisical to deploy "
-                f"{settings.env_file.name}'s values")
-        return Obtained(DEPLOYED if deployed else DOTENV_ONLY, reason=reason)
-    return Obtained(FRESH, export.secrets, warnings=tuple(export.warnings))
+    """`--target swarm`: fresh export -> the versions the swarm already runs -> `.env`."""
+    return obtain(settings, masker, unreachable=unreachable,
+                  fallback=DeployedSwarm(settings, deployed, kept_secrets))
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from . import bootstrap, compose, keys, swarm, swarm_file
+from . import compose, keys, swarm, swarm_file
 from .envfile import parse_dotenv
 from .errors import BAD_CONFIG, DOCKER_UNAVAILABLE, FAILED, OK, LauncherError
 from .masking import Masker
 from .output import Output
-from .prepare import seed_masker
+from .prepare import classified_masker, local_infisical, seed_masker
 from .secrets_source import DEPLOYED, FRESH, Obtained, obtain_for_swarm, report_origin
 from .settings import Settings, require_dotenv
 
@@ -86,21 +86,12 @@ def compose_model(settings: Settings, masker: Masker) -> dict:
 
 def prepare(settings: Settings, out: Output, *, start_infisical: bool, start_timeout: float) -> SwarmPrepared:
     require_dotenv(settings)
-    classes = keys.classify(settings)
-    if classes.problem:
-        out.warn(f"{classes.problem}; masking .env values by their names only")
-    masker = seed_masker(settings, classes)  # first: docker's messages below pass it
+    masker = classified_masker(settings, out)  # first: docker's messages below pass it
     swarm.require_manager(settings.shell, masker.mask)
     hmac_key = name_key(settings)
     deployed = swarm.services(settings.project_name, settings.shell, masker.mask)
-    unreachable = None
-    if bootstrap.applies(settings):
-        if start_infisical:  # the local Infisical stays a compose project on the manager
-            unreachable = bootstrap.ensure_up(settings, out, masker, start_timeout)
-        else:
-            running = bootstrap.is_running(settings)
-            out.info(f"Local Infisical ({settings.infisical_project_name}): "
-                     f"{'running' if running else 'not running (nothing is started)'}.")
+    # The local Infisical stays a compose project on the manager.
+    unreachable = local_infisical(settings, out, masker, start_infisical, start_timeout)
     # With no service (after `down`) the stack's Docker secrets may still be there: asked only
     # then, so that a rerun without Infisical does not silently deploy `.env`'s older values.
     kept = bool(deployed) or bool(swarm.secrets(settings.project_name, settings.shell, masker.mask))
