@@ -18,13 +18,20 @@ from .settings import SecretsMode, Settings
 
 def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: float, dry_run: bool = False) -> int:
     live_view = out.fancy and out.report is None and not dry_run
+    # The summary (a terminal, or --json) compares the containers before and after `up`.
+    summarize = (out.report is not None or out.fancy) and not dry_run
     asked_git: list = []
+    before: dict | None = None
 
     def meanwhile() -> None:
         """While the Infisical CLI talks to the server: ask git about the export file (whether
-        it is tracked or ignored does not depend on what it holds), load the live view."""
+        it is tracked or ignored does not depend on what it holds), note the containers as
+        they are before `up`, load the live view."""
+        nonlocal before
         if not dry_run and settings.output.is_file():
             asked_git.append(gitcheck.start(settings.output, settings.shell))
+        if summarize:
+            before = status.containers(settings.project_name, settings.shell)
         if live_view:
             _load_live_view()
 
@@ -37,7 +44,6 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
                  else "No secret changed since the last export.")
     # The live view only on a terminal, and not with --json (whose stderr stays as it was):
     # elsewhere the argv, and every line, stay exactly what they were.
-    summarize = out.report is not None or out.fancy  # off a terminal, without --json: no extra compose call
     view = None
     if live_view:
         from .live import ServicesView
@@ -60,7 +66,8 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
     elif asked is not None:
         asked.stop()  # no fresh export written: nothing to warn about
     out.detail(f"$ {compose.display(argv)}")
-    before = status.containers(prepared.target, prepared.env) if summarize else {}
+    if before is None:  # not noted while the export ran (no export started early)
+        before = status.containers(settings.project_name, settings.shell) if summarize else {}
     used = ask_used_variables(prepared, view) if summarize else dict
     import contextlib
 
@@ -79,7 +86,12 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
         if summarize:
             summary(out, settings, prepared, before, used())
         raise
-    services = summary(out, settings, prepared, before, used()) if summarize else []
+    # When compose's own events say it left every container as it was, the containers are
+    # what they were before `up`: no second `docker ps`.
+    untouched = view is not None and outcome.code == 0 and bool(view.rows) and not view.stays and \
+        all(row.action == "unchanged" for row in view.rows.values()) and set(view.rows) == set(before)
+    services = summary(out, settings, prepared, before, used(), after=before if untouched else None) \
+        if summarize else []
     if outcome.code != 0:
         out.failure_lines(outcome.tail[-10:])
         pulled = compose.pull_failure("\n".join(outcome.tail))
@@ -149,9 +161,10 @@ def causes(prepared, used: dict[str, set[str]]) -> dict[str, list[str]]:
 
 
 def summary(out: Output, settings: Settings, prepared, before: dict,
-            used: dict[str, set[str]]) -> list[status.ServiceReport]:
+            used: dict[str, set[str]], after: dict | None = None) -> list[status.ServiceReport]:
     """Each service after `up`: what happened to it, its state, health and URLs; recorded for --json."""
-    after = status.containers(prepared.target, prepared.env)
+    if after is None:
+        after = status.containers(settings.project_name, settings.shell)
     variables = {**settings.dotenv, **settings.shell}
     services = status.after_up(before, after, settings.environment, variables)
     keys = changed_keys(prepared)

@@ -81,10 +81,10 @@ def _urls(ports: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
-def containers(target: compose.Target, env: Mapping[str, str]) -> dict[str, Container]:
+def containers(project: str, env: Mapping[str, str]) -> dict[str, Container]:
     """The project's containers now; {} when Docker cannot say (the summary is best effort)."""
     try:
-        return parse_ps(engine.project_containers(target.project_name, env))
+        return parse_ps(engine.project_containers(project, env))
     except engine.Unanswered:
         return {}
 

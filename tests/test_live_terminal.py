@@ -90,6 +90,18 @@ def test_a_start_on_a_terminal_shows_each_service_live_then_the_summary(project,
     assert not shows_live_view(final), final
     assert "health" in final and "http://localhost:" in final and "Secrets from infisical" in final, final
     assert_no_value_on(screens, TRICKY.values())
+    first_url = next(w for w in final.split() if w.startswith("http://localhost:"))
+
+    # A re-run with nothing changed: the summary comes from the containers noted before `up`
+    # (compose's events said it touched none), with the same states and URL.
+    code, screens = run_in_tmux(project, tmp_path)
+    final = screens[-1]
+    assert code == "0", final
+    rows = {line.replace("│", " ").split()[0]: line for line in final.splitlines()
+            if line.replace("│", " ").split()[:1] in (["api"], ["db"])}
+    assert "unchanged" in rows["api"] and "running" in rows["api"] and first_url in rows["api"], final
+    assert "unchanged" in rows["db"] and "healthy" in rows["db"], final
+    assert_no_value_on(screens, TRICKY.values())
 
 
 def test_a_value_compose_quotes_in_its_error_never_reaches_the_screen(project, tmp_path):
