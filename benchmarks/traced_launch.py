@@ -81,6 +81,7 @@ class TracedPopen(subprocess.Popen):
         self._frame = _stack[-1] if _stack else None  # the probe that ran it is not charged for its time
         calls.append(self._trace)
         super().__init__(args, *rest, **kwargs)
+        self._trace["pid"] = self.pid
 
     def _ended(self) -> None:
         if self.returncode is not None and self._trace["end"] is None:
@@ -127,7 +128,10 @@ def _timed(label: str, where: str, fn):
             stat["self_ms"] += own * 1000
             stat["count"] += 1
             if "spans" in stat:
-                stat["spans"].append([frame["start"], own * 1000, str(args[0]) if args else ""])
+                # For a wait: the pid of the child waited for (Running._proc), to match its call.
+                pid = getattr(getattr(args[0], "_proc", None), "pid", None) if args else None
+                stat["spans"].append([frame["start"], own * 1000, pid if pid is not None else
+                                      (str(args[0]) if args else "")])
             _depth[label] = 0
 
     return wrapper

@@ -93,9 +93,13 @@ def parts_of(trace: dict[str, Any]) -> dict[str, float]:
     for label in CPU_PROBES:
         if probes.get(label, {}).get("count"):
             parts[label] = probes[label]["self_ms"]
-    for call in trace["calls"]:
+    # A child that runs beside an earlier one (git, docker ps: started while `infisical export`
+    # runs) is charged only the time the earlier ones did not already cover.
+    reach = float("-inf")
+    for call in sorted(trace["calls"], key=lambda c: c["start"]):
         label = f"`{call_label(call['argv'])}` (subprocess)"
-        parts[label] = parts.get(label, 0.0) + (call["end"] - call["start"]) * 1000
+        parts[label] = parts.get(label, 0.0) + max(0.0, call["end"] - max(call["start"], reach)) * 1000
+        reach = max(reach, call["end"])
     hidden = hidden_behind_export(trace)
     if hidden:
         parts[HIDDEN] = -hidden
@@ -107,12 +111,13 @@ def parts_of(trace: dict[str, Any]) -> dict[str, float]:
 def hidden_behind_export(trace: dict[str, Any]) -> float:
     """ms of the launcher's own work (rows above) done while `infisical export` ran: from the
     export's start to the launcher's first wait for its output."""
-    waits = [span[0] for span in trace["probes"].get(WAIT, {}).get("spans", [])]
+    waits = trace["probes"].get(WAIT, {}).get("spans", [])
     hidden = 0.0
     for call in trace["calls"]:
         if call_label(call["argv"]) != "infisical export":
             continue
-        began = min((w for w in waits if call["start"] <= w <= call["end"]), default=call["start"])
+        began = min((w[0] for w in waits if w[2] == call.get("pid") and call["start"] <= w[0] <= call["end"]),
+                    default=call["start"])
         hidden += (began - call["start"]) * 1000
     return hidden
 

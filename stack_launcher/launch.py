@@ -116,7 +116,11 @@ def up(settings: Settings, out: Output, *, max_stale: timedelta, start_timeout: 
 def _load_live_view() -> None:
     """The live view's and the summary's modules (rich's Live and Table, ~30 ms of imports),
     loaded while the Infisical CLI talks to the server instead of after."""
-    from rich.table import Table  # noqa: F401
+    import rich.console  # noqa: F401
+    import rich.live  # noqa: F401
+    import rich.progress_bar  # noqa: F401
+    import rich.table  # noqa: F401
+    import rich.text  # noqa: F401
 
     from . import live  # noqa: F401
 
