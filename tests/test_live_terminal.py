@@ -3,6 +3,7 @@ CLI: the live view while compose works, then the summary in its place, and no se
 on any screen captured along the way, even one compose quotes in an error."""
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -35,7 +36,9 @@ def run_in_tmux(project, tmp_path, *args: str, every: float = 0.05) -> tuple[str
     command = (f"cd {shlex.quote(str(project.dir))} && env -i {exports} {shlex.quote(sys.executable)} "
                f"{shlex.quote(str(LAUNCHER))} {' '.join(map(shlex.quote, args))} -p {project.name}; "
                f"echo $? > {done}; sleep 60")
-    tmux = ["tmux", "-S", str(tmp_path / f"tmux-{done.name}.sock")]
+    # A named server (`-L`: its socket in tmux's own short folder): a socket path under a deep
+    # tmp_path passes the 107-byte limit of a Unix socket's name (a bare Debian's CI does).
+    tmux = ["tmux", "-L", f"st-{os.getpid()}-{done.name}"]
     subprocess.run([*tmux, "new-session", "-d", "-x", "200", "-y", "60", "-s", "t", command], check=True,
                    stdin=subprocess.DEVNULL)
     raw = tmp_path / f"raw-{done.name}.log"
