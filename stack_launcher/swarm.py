@@ -299,6 +299,18 @@ def tasks(stack: str, service: str, shell: Mapping[str, str]) -> list[Task]:
                  str(r.get("Error", ""))) for r in _lines(result.stdout)]
 
 
+_REMOVE_FAILED = re.compile(r"Failed to remove (\w+) \S+: (.*?)(?=Failed to remove |$)", re.M)
+
+
+def only_busy_networks(text: str) -> bool:
+    """Did `docker stack rm` fail only on networks whose tasks were still stopping? It
+    removes the services and at once the networks; swarmkit refuses a network a task still
+    holds ("is in use by task", moby/moby#31068), and the next `docker stack rm` removes it.
+    The CLI writes each failure without a newline, so they run together on one line."""
+    failures = _REMOVE_FAILED.findall(text)
+    return bool(failures) and all(kind == "network" and "in use by task" in why for kind, why in failures)
+
+
 def containers(stack: str, shell: Mapping[str, str]) -> list[str]:
     """Ids of the stack's containers on this node, running or not."""
     result = run(containers_argv(stack), shell)

@@ -428,14 +428,22 @@ def down(settings: Settings, out: Output, timeout: float = 120) -> int:
     swarm.require_manager(settings.shell, masker.mask)
     argv = swarm.stack_rm_argv(stack)
     out.detail(f"$ {compose.display(argv)}")
-    result = swarm.run(argv, settings.shell, timeout=timeout)
-    lines = _relay(result.stdout + result.stderr, masker, out)
+    deadline = time.monotonic() + timeout
+    while True:
+        result = swarm.run(argv, settings.shell, timeout=max(deadline - time.monotonic(), 1))
+        text = result.stdout + result.stderr
+        if result.returncode == 0 or not swarm.only_busy_networks(text) or time.monotonic() >= deadline:
+            break
+        # The network goes on the next try once its tasks stopped: its refusal is no failure to show.
+        _relay("\n".join(line for line in text.splitlines() if "in use by task" not in line), masker, out)
+        out.detail("a network is still in use by the stack's stopping tasks: removing it again in a moment")
+        time.sleep(POLL_S)
+    lines = _relay(text, masker, out)
     if result.returncode != 0:
         out.failure_lines(lines[-10:])
         raise LauncherError(f"docker stack rm failed: {(lines or ['no message'])[-1]}", FAILED)
     # `docker stack rm` returns before the containers are gone: wait, so that what runs next
     # (a compose `up`, a volume backup) finds them stopped.
-    deadline = time.monotonic() + timeout
     while swarm.containers(stack, settings.shell) and time.monotonic() < deadline:
         time.sleep(POLL_S)
     out.success(f"Stack '{stack}' is removed from the swarm (volumes and Docker secrets kept).")
