@@ -230,6 +230,8 @@ def _install(venv_python, project):
 def main():
     if sys.version_info[:2] >= MIN_PYTHON and not _missing():
         os.environ.pop(_REEXEC_VAR, None)
+        from stack_launcher.head_start import begin
+        begin(sys.argv[1:])  # a re-run's export starts before typer is even imported
         from stack_launcher.cli import main as launcher_main
         launcher_main()
     else:

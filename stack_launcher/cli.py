@@ -125,13 +125,15 @@ def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infi
     def run() -> int:
         from . import settings as settings_mod
 
+        options = dict(
+            project_dir=project_dir, env_file=env_file, output=output, files=file, project_name=project_name,
+            profile=profile.value, environment=environment.value,
+            mode=_mode(skip_infisical, require_infisical, offline), infisical_env=infisical_env,
+            infisical_path=infisical_path, project_id=project_id, timeout=infisical_timeout,
+        )
+
         def resolve():
-            return settings_mod.resolve(
-                project_dir=project_dir, env_file=env_file, output=output, files=file, project_name=project_name,
-                profile=profile.value, environment=environment.value,
-                mode=_mode(skip_infisical, require_infisical, offline), infisical_env=infisical_env,
-                infisical_path=infisical_path, project_id=project_id, timeout=infisical_timeout,
-            )
+            return settings_mod.resolve(**options)
 
         if target is DeployTarget.swarm:
             from . import swarm_launch
@@ -155,8 +157,12 @@ def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infi
             return up(resolve(), out, dry_run=True, max_stale=stale, start_timeout=infisical_start_timeout)
         from .lock import project_lock
 
+        from .head_start import remember
+
         with project_lock(settings_mod.project_root(project_dir), "the stack"):
-            return up(resolve(), out, max_stale=stale, start_timeout=infisical_start_timeout)
+            settings = resolve()
+            remember(_command_line, options, settings)  # the next identical run starts its export sooner
+            return up(settings, out, max_stale=stale, start_timeout=infisical_start_timeout)
 
     _finish(run, out)
 
@@ -474,6 +480,7 @@ def _finish(run, out: Output) -> None:
         except BaseException as exc:
             stop_all(exc)  # a child started early and not collected yet must not outlive the run
             raise
+        stop_all()  # nor one parked for it and never taken (head_start.py)
     except LauncherError as exc:
         out.error(error := exc.message)
         if exc.hint:
@@ -516,8 +523,12 @@ def _traceback(out: Output) -> None:
             out.detail(f"  at {frame.filename}:{frame.lineno} in {frame.name}")
 
 
+_command_line: list[str] | None = None  # as the user typed it; set by main() alone
+
+
 def main() -> None:
-    argv = sys.argv[1:]
+    global _command_line
+    argv = _command_line = sys.argv[1:]
     # `up` is the default command: `start_services.py --profile cpu` means `up --profile cpu`.
     first = next((a for a in argv if not a.startswith("-") or a in ("--help", "-h", "--version")), None)
     if first is None or first not in COMMANDS | {"--help", "-h", "--version"}:

@@ -165,6 +165,12 @@ def connect(request: Request, base_env: Mapping[str, str], masker: Masker) -> tu
     return cli, env
 
 
+def export_command(request: Request, base_env: Mapping[str, str], masker: Masker) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment `start_export` runs the export with (raises Unavailable)."""
+    cli, env = connect(request, base_env, masker)
+    return [cli, *export_args(request)], env
+
+
 def fetch(request: Request, base_env: Mapping[str, str], masker: Masker, *, allow_empty: bool = False,
           session: tuple[str, dict[str, str]] | None = None) -> Export:
     """Export the secrets of `request`, or raise Unavailable saying why."""

@@ -153,10 +153,12 @@ class Running:
 
 
 _live: set[Running] = set()
+_parked: dict[tuple, Running] = {}  # park()'s children by (argv, environment, folder); in _live too
 
 
 def stop_all(cause: BaseException | None = None) -> None:
     """End every child started by `start_captured` and not collected: the run is stopping."""
+    _parked.clear()
     _end(list(_live), _signal_number(cause) if isinstance(cause, (KeyboardInterrupt, Terminated)) else None)
 
 
@@ -198,13 +200,35 @@ def start_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, 
     """Start a child whose output `result()` captures later (raises FileNotFoundError).
 
     `stdin_bytes`: what the child reads on stdin (values that must not be in argv);
-    without it stdin is closed."""
+    without it stdin is closed. A child `park`ed with the very same argv, environment and
+    folder is handed over instead of starting another."""
+    if stdin_bytes is None and _parked:
+        parked = _parked.pop(_parked_key(argv, env, cwd), None)
+        if parked is not None and not parked._stopped:
+            parked._timeout = timeout
+            return parked
     running = Running(subprocess.Popen(
         list(argv), stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env), cwd=cwd, **_group_kwargs(),
     ), timeout, stdin_bytes)
     _live.add(running)  # in the same frame as Popen: no frame between where a signal could lose it
     return running
+
+
+def park(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None) -> None:
+    """Start a child now for a `start_captured` to come (head_start.py: the export begins
+    before the command line is parsed). Only a call with the same argv, environment and
+    folder takes it; one nobody takes is stopped with the rest (`stop_all`)."""
+    _parked[_parked_key(argv, env, cwd)] = start_captured(argv, env, timeout, cwd)
+
+
+def parked() -> list[list[str]]:
+    """The argvs of the children parked and not taken yet."""
+    return [list(key[0]) for key, child in _parked.items() if not child._stopped]
+
+
+def _parked_key(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> tuple:
+    return tuple(argv), tuple(sorted(env.items())), cwd
 
 
 def run_captured(argv: Sequence[str], env: Mapping[str, str], timeout: float, cwd: str | None = None,

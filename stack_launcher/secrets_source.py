@@ -74,16 +74,21 @@ def asks_infisical(settings: Settings) -> bool:
     return settings.mode not in (SecretsMode.skip, SecretsMode.offline)
 
 
-def start_early(settings: Settings, masker: Masker) -> infisical_source.PendingExport | None:
-    """Start the export before the rest of the launch's work, which then runs while the CLI
-    waits for the server; None when this run exports nothing, or must log in first (a login's
-    errors are read at once, and the masker is not complete yet)."""
+def early_request(settings: Settings) -> infisical_source.Request | None:
+    """The export to start before the rest of the launch's work; None when this run exports
+    nothing, or must log in first (a login's errors are read at once, and the masker is not
+    complete yet)."""
     if not asks_infisical(settings):
         return None
     request = request_for(settings)
-    if infisical_source.needs_login(request, settings.shell):
-        return None
-    return infisical_source.start_export(request, settings.shell, masker)
+    return None if infisical_source.needs_login(request, settings.shell) else request
+
+
+def start_early(settings: Settings, masker: Masker) -> infisical_source.PendingExport | None:
+    """Start the export at once: the rest of the launch's work then runs while the CLI waits
+    for the server."""
+    request = early_request(settings)
+    return None if request is None else infisical_source.start_export(request, settings.shell, masker)
 
 
 class LastGoodExport:
