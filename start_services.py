@@ -230,9 +230,12 @@ def _install(venv_python, project):
 def main():
     if sys.version_info[:2] >= MIN_PYTHON and not _missing():
         os.environ.pop(_REEXEC_VAR, None)
-        from stack_launcher.head_start import begin
-        begin(sys.argv[1:])  # a re-run's export starts before typer is even imported
-        from stack_launcher.cli import main as launcher_main
+        from stack_launcher import head_start
+        try:
+            head_start.begin(sys.argv[1:])  # a re-run's export starts before typer is even imported
+            from stack_launcher.cli import main as launcher_main
+        except BaseException as exc:  # a Ctrl-C or SIGTERM in the meantime: one line, its exit code
+            sys.exit(head_start.stopped(exc, sys.argv[1:]))
         launcher_main()
     else:
         bootstrap(os.path.realpath(__file__))

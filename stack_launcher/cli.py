@@ -161,8 +161,10 @@ def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infi
 
         with project_lock(settings_mod.project_root(project_dir), "the stack"):
             settings = resolve()
-            remember(_command_line, options, settings)  # the next identical run starts its export sooner
-            return up(settings, out, max_stale=stale, start_timeout=infisical_start_timeout)
+            try:
+                return up(settings, out, max_stale=stale, start_timeout=infisical_start_timeout)
+            finally:  # after `up`: a record that changes is written once the stack is up, not before
+                remember(_command_line, options, settings)  # the next identical run starts its export sooner
 
     _finish(run, out)
 
@@ -480,18 +482,14 @@ def _finish(run, out: Output) -> None:
         except BaseException as exc:
             stop_all(exc)  # a child started early and not collected yet must not outlive the run
             raise
-        stop_all()  # nor one parked for it and never taken (head_start.py)
     except LauncherError as exc:
         out.error(error := exc.message)
         if exc.hint:
             out.info(f"  -> {exc.hint}")
         code = exc.exit_code
-    except KeyboardInterrupt:
-        out.error(error := "interrupted")
-        code = errors.INTERRUPTED
-    except Terminated as exc:
-        out.error(error := f"stopped by {exc}")
-        code = exc.exit_code
+    except (KeyboardInterrupt, Terminated) as exc:
+        error, code = errors.signal_ending(exc)
+        out.error(error)
     except (OSError, UnicodeError) as exc:
         out.error(error := _describe_os_error(exc))
         _traceback(out)
@@ -540,8 +538,13 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
-    except KeyboardInterrupt:
-        code = errors.INTERRUPTED
+    except (KeyboardInterrupt, errors.Terminated) as exc:  # while typer parsed, before _finish took over
+        from .head_start import stopped
+
+        code = stopped(exc, _command_line)
+    process = sys.modules.get("stack_launcher.process")
+    if process is not None:  # a child parked for a command that ended before taking it (click's own
+        process.stop_all()  # "Aborted!" on a Ctrl-C while it parsed, say) must not outlive us
     # Everything is done, every file closed and every child reaped: skip the interpreter's
     # teardown of typer, click and the rest (about 20 ms of every run, docs/benchmarks.md).
     for stream in (sys.stdout, sys.stderr):

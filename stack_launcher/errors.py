@@ -1,4 +1,5 @@
 """Exit codes and the one exception type every user-facing error is raised as."""
+from __future__ import annotations
 
 OK = 0
 FAILED = 1  # a check failed, or compose's own code (propagated; compose uses 1)
@@ -19,3 +20,28 @@ class LauncherError(Exception):
         self.message = message
         self.exit_code = exit_code
         self.hint = hint
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP reached us; like KeyboardInterrupt, not an ordinary error.
+    (process.install_signal_handlers raises it; here so that catching it imports nothing.)"""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 143 for SIGTERM, 129 for SIGHUP, as shells report them
+
+
+def signal_ending(exc: BaseException) -> tuple[str, int] | None:
+    """The line (without "error: ") and exit code a run stopped by a signal ends with; None
+    for anything else. The one wording, wherever the signal lands."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", INTERRUPTED
+    if isinstance(exc, Terminated):
+        return f"stopped by {exc}", exc.exit_code
+    return None

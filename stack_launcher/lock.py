@@ -8,7 +8,7 @@ here a dozen lines over the OS's own lock. What the lock promises:
   changes the mode of whatever file is there, so neither a symlink nor a hard link to a
   victim file can damage it;
 - the OS releases it when the process dies (flock on POSIX, msvcrt.locking on Windows),
-  so a killed run never leaves a stale lock behind.
+  so a killed run never leaves a stale lock behind (nor one taken early and never used).
 The file is left in place on release (deleting it races with a waiting run); it holds
 nothing and .gitignore covers it.
 """
@@ -79,14 +79,34 @@ def _release(fd: int) -> None:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def project_lock(project_dir: Path, what: str):
-    path = project_dir / LOCK_NAME
-    fd = _open(path)
+_taken_early: dict[Path, int] = {}  # take_early's locks, by folder, for the project_lock to come
+
+
+def take_early(project_dir: Path) -> bool:
+    """Take the lock before the command line is parsed (head_start.py: nothing may change
+    between the export it parks and the launch that takes that export); the next
+    `project_lock` on the same folder in this process holds it from there. False when
+    another run holds it or it cannot be opened: the launch then says so itself."""
+    try:
+        fd = _open(project_dir / LOCK_NAME)
+    except LauncherError:
+        return False
     if not _acquire(fd):
         os.close(fd)
-        raise LauncherError(f"another run holds the lock on {project_dir} ({LOCK_NAME}); not starting {what}",
-                            LOCKED, "wait for it to finish, then run again")
+        return False
+    _taken_early[project_dir] = fd
+    return True
+
+
+@contextlib.contextmanager
+def project_lock(project_dir: Path, what: str):
+    fd = _taken_early.pop(project_dir, None)
+    if fd is None:
+        fd = _open(project_dir / LOCK_NAME)
+        if not _acquire(fd):
+            os.close(fd)
+            raise LauncherError(f"another run holds the lock on {project_dir} ({LOCK_NAME}); not starting {what}",
+                                LOCKED, "wait for it to finish, then run again")
     try:
         yield
     finally:

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from .errors import Terminated
+
 POSIX = os.name == "posix"
 GRACE = 15.0  # seconds a signalled child gets to stop before its group is killed
 
@@ -29,18 +31,6 @@ class Timeout(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"no answer within {seconds:g} s")
         self.seconds = seconds
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP reached us; like KeyboardInterrupt, not an ordinary error."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum  # 143 for SIGTERM, 129 for SIGHUP, as shells report them
 
 
 def install_signal_handlers() -> None:

@@ -36,21 +36,25 @@ def parked_before_typer(project, *argv: str) -> dict:
     return json.loads(result.stdout)
 
 
-def launch_watching_typer(project, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+def launch_watching_typer(project, *args: str, signal_then: str = "") -> tuple[subprocess.CompletedProcess, dict]:
     """Run start_services.py itself; when it turns to the CLI (which imports typer), note
-    what is parked and whether typer is loaded already."""
-    code = ("import importlib.abc, json, runpy, sys\n"
-            "note, sys.argv = sys.argv[1], sys.argv[2:]\n"
+    what is parked and whether typer is loaded already, and send itself `signal_then` (a
+    signal's name) if given: the moment a parked export has no owner yet."""
+    code = ("import importlib.abc, json, os, runpy, signal, sys\n"
+            "note, then, sys.argv = sys.argv[1], sys.argv[2], sys.argv[3:]\n"
             "class Watch(importlib.abc.MetaPathFinder):\n"
             "    def find_spec(self, name, path, target=None):\n"
             "        if name == 'stack_launcher.cli':\n"
             "            process = sys.modules.get('stack_launcher.process')\n"
             "            seen = {'parked': process.parked() if process else [], 'typer': 'typer' in sys.modules}\n"
             "            open(note, 'w').write(json.dumps(seen))\n"
+            "            if then:\n"
+            "                os.kill(os.getpid(), getattr(signal, then))\n"
             "sys.meta_path.insert(0, Watch())\n"
             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
     note = project.dir.parent / "parked-at-typer.json"
-    result = subprocess.run([sys.executable, "-c", code, str(note), str(LAUNCHER), *args, "-p", project.name],
+    result = subprocess.run([sys.executable, "-c", code, str(note), signal_then, str(LAUNCHER), *args,
+                             "-p", project.name],
                             cwd=project.dir, env=project.infisical.env, capture_output=True, text=True,
                             timeout=120, stdin=subprocess.DEVNULL)
     return result, json.loads(note.read_text(encoding="utf-8"))
@@ -68,8 +72,32 @@ def test_a_rerun_of_the_same_command_starts_its_export_before_typer_is_imported(
     assert len(exports(project)) == 1
     # the same through head_start alone; another command line, even one meaning the same,
     # is not guessed at
-    assert parked_before_typer(project, "--profile", "cpu", "-p", project.name)["typer"] is False
+    assert parked_before_typer(project, "--profile", "cpu", "-p", project.name) == {"parked": [argv], "typer": False}
     assert parked_before_typer(project, "-p", project.name)["parked"] == []
+
+
+def test_sigterm_before_the_cli_takes_over_stops_the_parked_export_with_one_line(project):
+    assert launch(project, "--json").returncode == 0
+    project.infisical.set_server("hang")  # the parked export would never end by itself
+    project.infisical.clear_calls()
+    result, seen = launch_watching_typer(project, "--json", signal_then="SIGTERM")
+    assert len(seen["parked"]) == 1  # (killed before it could even log its call)
+    assert result.returncode == 143, shown(result)
+    assert result.stderr.strip().splitlines() == ["error: stopped by SIGTERM"]
+    assert json.loads(result.stdout)["exit_code"] == 143
+    # (the autouse fixture fails the test if the hanging export outlived the launcher)
+
+
+def test_a_rerun_while_another_run_holds_the_lock_parks_nothing_and_says_so(project):
+    assert launch(project).returncode == 0
+    from stack_launcher.lock import project_lock
+
+    with project_lock(project.dir.resolve(), "a test"):
+        assert parked_before_typer(project, "-p", project.name)["parked"] == []
+        project.infisical.clear_calls()
+        result = launch(project)
+    assert result.returncode == 5 and "another run holds the lock" in result.stderr, shown(result)
+    assert exports(project) == []
 
 
 def test_a_rerun_asks_infisical_once_and_starts_the_rotated_value(project):
@@ -115,25 +143,41 @@ def test_an_edited_record_costs_one_stopped_export_never_a_wrong_value(project):
 
 def test_a_token_changed_in_dotenv_since_the_last_run_is_the_one_used(project):
     assert launch(project).returncode == 0
+    assert parked_before_typer(project, "-p", project.name)["parked"]  # the record fits this command line
     project.infisical.add_token("tok-2")
     project.infisical.revoke_token("tok-1")
     text = (project.dir / ".env").read_text(encoding="utf-8")
     project.write_env(text.replace("INFISICAL_TOKEN=tok-1", "INFISICAL_TOKEN=tok-2"))
     project.infisical.clear_calls()
-    result = launch(project, "--require-infisical")
-    assert result.returncode == 0, shown(result)
+    result = launch(project)
+    assert result.returncode == 0 and "No secret changed" in result.stderr, shown(result)
     assert [c["env_token_vars"]["INFISICAL_TOKEN"] for c in exports(project)] == ["tok-2"]
 
 
-def test_a_broken_record_is_ignored(project):
+def test_a_broken_or_foreign_record_is_ignored(project):
     assert launch(project).returncode == 0
     path = project.dir / RECORD
-    for broken in (b"\xff\xfe not json", b'{"argv": 1}', b"[]", b"{" * 100_000):
-        path.write_bytes(broken)
+    good = json.loads(path.read_text(encoding="utf-8"))
+    assert parked_before_typer(project, "-p", project.name)["parked"]  # as written, it is used
+
+    def options(**changed):
+        return json.dumps({**good, "options": {**good["options"], **changed}}).encode()
+
+    broken = [b"\xff\xfe not json", b'{"argv": 1}', b"[]", b"[" * 5000, b"{" * 100_000,
+              options(mode="bogus"), options(timeout="30"), options(files=[1]), options(profile=True),
+              options(shell={"INFISICAL_DOMAIN": "https://elsewhere.example"}),  # not an option it writes
+              options(project_dir="/elsewhere")]
+    for text in broken:
+        path.write_bytes(text)
+        os.chmod(path, 0o600)
+        assert parked_before_typer(project, "-p", project.name)["parked"] == [], text[:80]
         project.infisical.clear_calls()
         result = launch(project)
         assert result.returncode == 0, shown(result)
         assert len(exports(project)) == 1 and "Traceback" not in shown(result)
+    path.write_bytes(json.dumps(good).encode())
+    os.chmod(path, 0o644)  # others may read it: not trusted (POSIX)
+    assert parked_before_typer(project, "-p", project.name)["parked"] == [] or os.name == "nt"
 
 
 def test_a_symlink_in_place_of_the_record_is_never_followed(project, tmp_path):
@@ -150,6 +194,7 @@ def test_a_symlink_in_place_of_the_record_is_never_followed(project, tmp_path):
 
 
 def test_runs_that_do_not_ask_infisical_keep_no_record(project):
-    for args in (("--skip-infisical",), ("--offline",), ("--dry-run",)):
-        launch(project, *args)
+    for args, code in ((("--skip-infisical",), 0), (("--offline",), 3), (("--dry-run",), 0)):
+        result = launch(project, *args)
+        assert result.returncode == code, shown(result)
         assert not (project.dir / RECORD).exists(), args
