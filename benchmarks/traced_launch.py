@@ -43,6 +43,7 @@ PROBES: tuple[tuple[str, ...], ...] = (
     ("typer: build the click command", "typer.main:get_command"),
     ("click: parse the arguments", "click.core:Command.make_context"),
     ("typer: format the help", "typer.core:TyperGroup.format_help", "typer.core:TyperCommand.format_help"),
+    ("head start: take the lock, park the export", "stack_launcher.head_start:begin"),
     ("settings: resolve", "stack_launcher.settings:resolve"),
     ("python-dotenv: parse .env", "*:read_dotenv", "*:parse_dotenv"),
     ("keys: classify", "*:classify"),

@@ -30,6 +30,7 @@ CPU_PROBES = (
     "typer: build the click command",
     "click: parse the arguments",
     "typer: format the help",
+    "head start: take the lock, park the export",
     "settings: resolve",
     "python-dotenv: parse .env",
     "keys: classify",
@@ -87,7 +88,7 @@ def parts_of(trace: dict[str, Any]) -> dict[str, float]:
     parts = {
         "Python start-up (before start_services.py's first line)": trace["start"] * 1000,
         "start_services.py before the launcher (its checks)": (main - trace["start"]) * 1000 - startup_imports,
-        "imports at start-up (stack_launcher.cli: typer, click, ...)": startup_imports,
+        "imports at start-up (the head start's, then stack_launcher.cli: typer, click, ...)": startup_imports,
         "imports during the command (lazy)": sum(ms for start, ms, *_ in spans if start - 1e-9 >= main),
     }
     for label in CPU_PROBES:
