@@ -155,9 +155,8 @@ def _launch(plan: bool, *, profile: Profile, environment: Environment, skip_infi
 
         if dry_run:
             return up(resolve(), out, dry_run=True, max_stale=stale, start_timeout=infisical_start_timeout)
-        from .lock import project_lock
-
         from .head_start import remember
+        from .lock import project_lock
 
         with project_lock(settings_mod.project_root(project_dir), "the stack"):
             settings = resolve()

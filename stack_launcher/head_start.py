@@ -13,7 +13,7 @@ server.
 The launch itself then runs as it always does. When it starts its export,
 process.start_captured hands it the parked child only if argv, environment and folder are
 exactly what it would run itself; a record that no longer fits costs one child stopped unused
-(cli._finish), never a wrong value. A record is used only if it is a regular file of this
+(cli.main), never a wrong value. A record is used only if it is a regular file of this
 user's, not readable by others, holding exactly the options `remember` writes, with their
 types; anything else about it is ignored. This module prints nothing, except the one line
 (and `--json` document) of a Ctrl-C or SIGTERM that lands before the CLI takes over.

@@ -165,9 +165,10 @@ def connect(request: Request, base_env: Mapping[str, str], masker: Masker) -> tu
     return cli, env
 
 
-def export_command(request: Request, base_env: Mapping[str, str], masker: Masker) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment `start_export` runs the export with (raises Unavailable)."""
-    cli, env = connect(request, base_env, masker)
+def export_command(request: Request, base_env: Mapping[str, str], masker: Masker, *,
+                   session: tuple[str, dict[str, str]] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment the export runs with (raises Unavailable)."""
+    cli, env = session or connect(request, base_env, masker)
     return [cli, *export_args(request)], env
 
 
@@ -214,8 +215,8 @@ def start_export(request: Request, base_env: Mapping[str, str], masker: Masker, 
                  session: tuple[str, dict[str, str]] | None = None) -> PendingExport:
     """Start `infisical export`; a failure to start is kept and raised by `collect()`."""
     try:
-        cli, env = session or connect(request, base_env, masker)
-        return PendingExport(request, masker, _start(cli, export_args(request), env, request), None)
+        argv, env = export_command(request, base_env, masker, session=session)
+        return PendingExport(request, masker, _start(argv[0], argv[1:], env, request), None)
     except Unavailable as exc:
         return PendingExport(request, masker, None, exc)
 

@@ -41,9 +41,14 @@ def _spells_compose_argv(node: ast.AST) -> bool:
     return "compose" in words
 
 
+def _built_outside(owner: str, spells) -> list[str]:
+    """file:line of each command line that `spells` recognises in a module other than `owner`."""
+    return [f"{path.name}:{node.lineno}" for path in MODULES if path.name != owner
+            for node in ast.walk(_tree(path)) if spells(node)]
+
+
 def test_only_compose_py_builds_compose_command_lines():
-    offenders = [f"{path.name}:{node.lineno}" for path in MODULES if path.name != "compose.py"
-                 for node in ast.walk(_tree(path)) if _spells_compose_argv(node)]
+    offenders = _built_outside("compose.py", _spells_compose_argv)
     assert offenders == [], f"compose command lines built outside compose.py: {offenders}"
 
 
@@ -64,8 +69,7 @@ def _spells_swarm_argv(node: ast.AST) -> bool:
 
 
 def test_only_swarm_py_builds_swarm_stack_secret_service_and_node_command_lines():
-    offenders = [f"{path.name}:{node.lineno}" for path in MODULES if path.name != "swarm.py"
-                 for node in ast.walk(_tree(path)) if _spells_swarm_argv(node)]
+    offenders = _built_outside("swarm.py", _spells_swarm_argv)
     assert offenders == [], f"swarm command lines built outside swarm.py: {offenders}"
 
 
